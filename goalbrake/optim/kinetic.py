@@ -1,0 +1,353 @@
+"""Kinetic energies φ(p) for the port-Hamiltonian optimizer.
+
+Every kinetic energy here is the mass-scaled form of a unit-mass energy ψ:
+
+    φ_m(p) = m · ψ(p / m),      so     ∇φ_m(p) = ∇ψ(p / m)
+
+The mass turns momentum into velocity. For the quadratic ψ(v) = ‖v‖²/2 this is the
+classical φ(p) = ‖p‖²/2m; for the others it reproduces the forms of DESIGN.md §1 (with
+m = 1 where the design writes no mass).
+
+The optimizer needs two things from a kinetic energy: its value (for monitoring) and its
+gradient, which every energy here writes as ``∇φ(p) = s(p) ⊙ p`` with a non-negative
+*mobility* ``s`` (a scalar for the whole group, or one tensor per parameter). The
+velocity-friction update then reads ``x = α γ s``, which for the quadratic energy is the
+``x = αγ/m`` of DESIGN.md §1.
+
+Norms are global over all momenta of a param group (one momentum vector), except for the
+separable energies (``quadratic``, ``soft_clip``), which act element by element and so
+also take a per-element mass (a diagonal mass matrix M).
+
+A user-defined energy subclasses :class:`KineticEnergy` and implements ``value`` and
+``mobility``; :func:`torch.autograd` of ``value`` must equal ``mobility(p) * p``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "KineticEnergy",
+    "Logsumexp",
+    "Normalized",
+    "PNorm",
+    "Quadratic",
+    "Relativistic",
+    "SoftClip",
+    "get_kinetic",
+]
+
+#: A mass: one number (or 0-d tensor) for the group, or one tensor per parameter.
+Mass = float | Tensor | Sequence[Tensor]
+#: A mobility: one number (or 0-d tensor) for the group, or one tensor per parameter.
+Mobility = float | Tensor | list[Tensor]
+
+
+def _is_per_parameter(mass: Mass) -> bool:
+    return isinstance(mass, (list, tuple))
+
+
+def _sum_of_squares(tensors: Sequence[Tensor]) -> Tensor:
+    """Σ‖t‖² over a list of tensors as a 0-d tensor (no host sync)."""
+    norms = torch._foreach_norm(list(tensors))
+    return torch.stack(norms).square().sum()
+
+
+class KineticEnergy(ABC):
+    """A kinetic energy φ(p) with ∇φ(p) = s(p) ⊙ p.
+
+    Attributes:
+        name: the short name used in configs and logs.
+        separable: True when φ is a sum over elements, so a per-element mass works.
+        max_mobility: sup over p of s(p) · m, the largest friction rate relative to the
+            quadratic energy's 1/m (1 for most energies).
+    """
+
+    name: str = "custom"
+    separable: bool = False
+
+    @abstractmethod
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        """φ(p) of the group's momenta as a 0-d tensor."""
+
+    @abstractmethod
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        """The non-negative s(p) with ∇φ(p) = s(p) ⊙ p."""
+
+    def max_mobility(self, mass: float) -> float:
+        """The largest value s(p) can take, for the stability check of explicit schemes."""
+        return 1.0 / mass
+
+    def grad(self, momenta: Sequence[Tensor], mass: Mass) -> list[Tensor]:
+        """∇φ(p), the velocity θ' of the port-Hamiltonian system."""
+        return torch._foreach_mul(list(momenta), self.mobility(momenta, mass))
+
+    def check_mass(self, mass: Mass) -> None:
+        """Raise if this energy cannot take the given kind of mass."""
+        if _is_per_parameter(mass) and not self.separable:
+            raise ValueError(
+                f"Invalid mass for kinetic '{self.name}': a per-parameter mass needs a "
+                "separable kinetic energy ('quadratic' or 'soft_clip'); use a scalar mass"
+            )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+
+def _scalar_mass(mass: Mass) -> float | Tensor:
+    if _is_per_parameter(mass):
+        raise ValueError("this kinetic energy takes a scalar mass")
+    return mass  # type: ignore[return-value]
+
+
+class Quadratic(KineticEnergy):
+    """φ(p) = Σ p²/2m, ∇φ(p) = p/m: classical momentum (heavy ball)."""
+
+    name = "quadratic"
+    separable = True
+
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        if _is_per_parameter(mass):
+            terms = [(p.square() / m).sum() for p, m in zip(momenta, mass, strict=True)]
+            return 0.5 * torch.stack(terms).sum()
+        return 0.5 * _sum_of_squares(momenta) / mass
+
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        if _is_per_parameter(mass):
+            return [torch.reciprocal(m) for m in mass]
+        return 1.0 / mass
+
+
+class Relativistic(KineticEnergy):
+    """Relativistic kinetic energy: speed capped at ``c`` (Franca et al.; Celledoni's RGD).
+
+    φ(p) = m c² (√(1 + ‖p‖²/(m²c²)) − 1),   ∇φ(p) = p / (m √(1 + ‖p‖²/(m²c²)))
+
+    (the rest energy m c² is subtracted so that φ(0) = 0; it does not change ∇φ).
+
+    Args:
+        c: the speed of light, the largest ‖θ'‖ the optimizer can reach.
+    """
+
+    name = "relativistic"
+
+    def __init__(self, c: float = 1.0) -> None:
+        if not c > 0:
+            raise ValueError(f"Invalid c value: {c} (must be > 0)")
+        self.c = float(c)
+
+    def _gamma(self, momenta: Sequence[Tensor], mass: float | Tensor) -> Tensor:
+        # Lorentz factor √(1 + ‖p‖²/(mc)²).
+        return torch.sqrt(1.0 + _sum_of_squares(momenta) / (mass * self.c) ** 2)
+
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        m = _scalar_mass(mass)
+        return m * self.c**2 * (self._gamma(momenta, m) - 1.0)
+
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        m = _scalar_mass(mass)
+        return 1.0 / (m * self._gamma(momenta, m))
+
+
+class Normalized(KineticEnergy):
+    """Smoothed norm: normalized momentum SGD (unit speed).
+
+    φ(p) = √(‖p‖² + (m ε)²) − m ε,   ∇φ(p) = p / √(‖p‖² + (m ε)²)
+
+    The speed ‖θ'‖ is 1 once ‖p‖ ≫ m ε; the mass only sets the smoothing radius.
+
+    Args:
+        eps: smoothing of the norm at p = 0.
+    """
+
+    name = "normalized"
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        if not eps > 0:
+            raise ValueError(f"Invalid eps value: {eps} (must be > 0)")
+        self.eps = float(eps)
+
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        me = _scalar_mass(mass) * self.eps
+        return torch.sqrt(_sum_of_squares(momenta) + me**2) - me
+
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        me = _scalar_mass(mass) * self.eps
+        return torch.rsqrt(_sum_of_squares(momenta) + me**2)
+
+    def max_mobility(self, mass: float) -> float:
+        return 1.0 / (mass * self.eps)
+
+
+class SoftClip(KineticEnergy):
+    """Soft clipping with momentum: per-element speed saturating at ``c``.
+
+    φ(p) = Σᵢ m c² log cosh(pᵢ/(m c)),   ∇φ(p)ᵢ = c tanh(pᵢ/(m c))
+
+    Smooth, convex and coercive (it grows like c|pᵢ|); equal to p²/2m near 0, so small
+    momenta move like classical momentum and large ones are clipped to speed c.
+
+    Args:
+        c: the largest speed of any single coordinate.
+    """
+
+    name = "soft_clip"
+    separable = True
+
+    def __init__(self, c: float = 1.0) -> None:
+        if not c > 0:
+            raise ValueError(f"Invalid c value: {c} (must be > 0)")
+        self.c = float(c)
+
+    @staticmethod
+    def _log_cosh(z: Tensor) -> Tensor:
+        # log cosh z = |z| + log1p(e^{-2|z|}) − log 2, stable for large |z|.
+        a = z.abs()
+        return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
+
+    def _masses(self, momenta: Sequence[Tensor], mass: Mass) -> Sequence[float | Tensor]:
+        return mass if _is_per_parameter(mass) else [mass] * len(momenta)  # type: ignore[return-value]
+
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        c = self.c
+        terms = [
+            (m * c**2 * self._log_cosh(p / (m * c))).sum()
+            for p, m in zip(momenta, self._masses(momenta, mass), strict=True)
+        ]
+        return torch.stack(terms).sum()
+
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        # s = c tanh(z)/p = tanh(z)/(z m), z = p/(mc); tanh(z)/z → 1 as z → 0.
+        out = []
+        for p, m in zip(momenta, self._masses(momenta, mass), strict=True):
+            z = p / (m * self.c)
+            tanhc = torch.where(z.abs() > 1e-4, torch.tanh(z) / z, 1.0 - z.square() / 3.0)
+            out.append(tanhc / m)
+        return out
+
+
+class Logsumexp(KineticEnergy):
+    """Symmetric LogSumExp: a smooth ∞-norm.
+
+    φ(p) = m τ (log Σᵢ 2 cosh(pᵢ/(m τ)) − log 2n),
+    ∇φ(p)ᵢ = sinh(pᵢ/(m τ)) / Σⱼ cosh(pⱼ/(m τ))
+
+    the softmax-weighted signs of p: ‖∇φ(p)‖₁ ≤ 1, and φ → ‖p‖_∞ as τ → 0 (within
+    m τ log 2n).
+
+    Args:
+        temperature: τ, the smoothing of the maximum.
+    """
+
+    name = "logsumexp"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise ValueError(f"Invalid temperature value: {temperature} (must be > 0)")
+        self.temperature = float(temperature)
+
+    def _scaled(self, momenta: Sequence[Tensor], mass: Mass) -> tuple[list[Tensor], Tensor]:
+        mt = _scalar_mass(mass) * self.temperature
+        zs = [p / mt for p in momenta]
+        top = torch.stack(torch._foreach_norm(zs, ord=math.inf)).max()
+        return zs, top
+
+    def _log_sum_cosh_minus_top(self, zs: list[Tensor], top: Tensor) -> Tensor:
+        # log Σ 2cosh(z) − top, each term computed as e^{z−top} + e^{−z−top}.
+        total = sum(((z - top).exp() + (-z - top).exp()).sum() for z in zs)
+        return torch.log(total)
+
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        zs, top = self._scaled(momenta, mass)
+        n = sum(z.numel() for z in zs)
+        mt = _scalar_mass(mass) * self.temperature
+        return mt * (top + self._log_sum_cosh_minus_top(zs, top) - math.log(2 * n))
+
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        mt = _scalar_mass(mass) * self.temperature
+        zs, top = self._scaled(momenta, mass)
+        # s = sinh(z)/(z · m τ · Σcosh z), numerator and denominator scaled by e^{-top}.
+        half_sum = 0.5 * torch.exp(self._log_sum_cosh_minus_top(zs, top))  # Σ cosh z · e^{-top}
+        out = []
+        for z in zs:
+            sinh_scaled = 0.5 * ((z - top).exp() - (-z - top).exp())
+            sinhc = torch.where(z.abs() > 1e-6, sinh_scaled / z, torch.exp(-top))
+            out.append(sinhc / (mt * half_sum))
+        return out
+
+    def max_mobility(self, mass: float) -> float:
+        return 1.0 / (mass * self.temperature)
+
+
+class PNorm(KineticEnergy):
+    """Half-squared p-norm (here ``q`` to keep p for the momentum).
+
+    φ(p) = ‖p‖_q² / 2m,   ∇φ(p)ᵢ = ‖p‖_q^{2−q} |pᵢ|^{q−1} sign(pᵢ) / m
+
+    q = 2 is the quadratic energy; large q approaches the (squared) ∞-norm.
+
+    Args:
+        q: the norm's order, ≥ 2 (below 2 the friction rate is unbounded at pᵢ = 0).
+    """
+
+    name = "pnorm"
+
+    def __init__(self, q: float = 4.0) -> None:
+        if not q >= 2:
+            raise ValueError(f"Invalid q value: {q} (must be >= 2)")
+        self.q = float(q)
+
+    def _norm(self, momenta: Sequence[Tensor]) -> Tensor:
+        norms = torch._foreach_norm(list(momenta), ord=self.q)
+        return torch.linalg.vector_norm(torch.stack(norms), ord=self.q)
+
+    def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
+        return 0.5 * self._norm(momenta).square() / _scalar_mass(mass)
+
+    def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        m = _scalar_mass(mass)
+        norm = self._norm(momenta)
+        # s = (|pᵢ|/‖p‖)^{q−2}/m ∈ [0, 1/m]; 0 where the whole momentum is 0.
+        safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+        return [(p.abs() / safe).pow(self.q - 2.0) / m for p in momenta]
+
+
+_BY_NAME: dict[str, type[KineticEnergy]] = {
+    cls.name: cls for cls in (Quadratic, Relativistic, Normalized, SoftClip, Logsumexp, PNorm)
+}
+KINETIC_NAMES: tuple[str, ...] = tuple(_BY_NAME)
+_DEFAULTS: dict[str, KineticEnergy] = {name: cls() for name, cls in _BY_NAME.items()}
+
+
+def get_kinetic(spec: str | KineticEnergy) -> KineticEnergy:
+    """The kinetic energy named ``spec`` (with default parameters), or ``spec`` itself.
+
+    Raises:
+        ValueError: unknown name.
+        TypeError: neither a name nor a :class:`KineticEnergy`.
+    """
+    if isinstance(spec, KineticEnergy):
+        return spec
+    if isinstance(spec, str):
+        try:
+            return _DEFAULTS[spec]
+        except KeyError:
+            raise ValueError(
+                f"Invalid kinetic value: {spec!r} (must be one of {', '.join(KINETIC_NAMES)} "
+                "or a KineticEnergy instance)"
+            ) from None
+    raise TypeError(
+        f"Invalid kinetic value: {spec!r} (must be a name or a KineticEnergy instance)"
+    )
