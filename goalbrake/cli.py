@@ -1,0 +1,120 @@
+"""The ``goalbrake`` command.
+
+``goalbrake fit|validate|test`` is LightningCLI around :class:`~goalbrake.module.ImageClassifier`
+and any LightningDataModule (YAML configs in configs/); ``goalbrake sweep`` runs an Optuna
+study and ``goalbrake report`` summarizes one.
+
+Examples::
+
+    goalbrake fit --config configs/fashionmnist/goal.yaml
+    goalbrake fit --config configs/fashionmnist/phs.yaml --optimizer.friction 0.2
+    goalbrake fit --print_config --config configs/cifar10/goal.yaml
+
+Errors in the configuration or the data end the command with one line on stderr and exit
+status 1 (2 for an argument the parser rejects); ``GOALBRAKE_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from goalbrake.module import ImageClassifier
+
+__all__ = ["GoalbrakeCLI", "build", "main"]
+
+#: Where TensorBoard runs and checkpoints go unless a config says otherwise.
+RUNS_DIR = "runs"
+
+
+def checkpoint_callback() -> ModelCheckpoint:
+    """The checkpoint of the best validation accuracy (and the last one, for resuming)."""
+    return ModelCheckpoint(
+        monitor="val/acc",
+        mode="max",
+        filename="best-epoch{epoch:02d}-step{step}",
+        auto_insert_metric_name=False,
+        save_last=True,
+    )
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """TensorBoard logs under runs/ and the best-val-acc checkpoint, for every run."""
+    return {
+        "logger": {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": RUNS_DIR, "name": "goalbrake", "default_hp_metric": False},
+        },
+        "callbacks": [checkpoint_callback()],
+    }
+
+
+class GoalbrakeCLI(LightningCLI):
+    """LightningCLI for the app: ``--model`` is an ImageClassifier, ``--data`` any DataModule."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        # The classifier's head follows the dataset.
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+
+def build(args: Sequence[str] | dict[str, Any], *, run: bool = False, **kwargs: Any) -> GoalbrakeCLI:
+    """Build (and with ``run=True`` run) the app from command-line words or a config dict.
+
+    The CLI, the sweep objective and the tests all build a run through this function,
+    so there is one path from a configuration to a Trainer.
+
+    Args:
+        args: the words after ``goalbrake`` (``["fit", "--config", ...]``), or, with
+            ``run=False``, a config dict (``{"config": [...], "trainer": {...}}``).
+        run: run the subcommand in ``args``.
+        kwargs: further LightningCLI arguments (e.g. ``trainer_defaults``).
+    """
+    kwargs.setdefault("trainer_defaults", trainer_defaults())
+    kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+    return GoalbrakeCLI(
+        ImageClassifier,
+        LightningDataModule,
+        subclass_mode_data=True,
+        args=args,  # type: ignore[arg-type]
+        run=run,
+        **kwargs,
+    )
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of the ``goalbrake`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["sweep"]:
+        from goalbrake.sweep.command import main as sweep_main
+
+        return sweep_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from goalbrake.sweep.report import main as report_main
+
+        return report_main(argv[1:])
+    try:
+        build(argv, run=True)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    except (ValueError, OSError, MisconfigurationException) as err:
+        if os.environ.get("GOALBRAKE_DEBUG"):
+            raise
+        print(f"goalbrake: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""ImageClassifier: the training app's LightningModule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+__all__ = ["ImageClassifier"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+class ImageClassifier(pl.LightningModule):
+    """Any ``nn.Module`` backbone trained with cross-entropy, torchmetrics accuracy.
+
+    Logs ``train/loss`` every step, ``train/acc`` per epoch, ``val/loss``, ``val/acc``,
+    ``test/loss`` and ``test/acc``. The optimizer is injected: on the command line by
+    LightningCLI (``--optimizer goalbrake.PHS --optimizer.lr 0.1``), in Python by
+    ``optimizer=``.
+
+    Args:
+        backbone: maps a batch of images (N, C, H, W) to logits (N, num_classes).
+        num_classes: number of classes of the dataset.
+        optimizer: builds the optimizer from the parameters (Python use; the CLI's
+            ``--optimizer`` replaces it).
+
+    Example:
+        >>> from functools import partial
+        >>> from goalbrake import PHS
+        >>> from goalbrake.models import LeNet
+        >>> model = ImageClassifier(LeNet(), optimizer=partial(PHS, lr=0.1, mass=10.0))
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int = 10,
+        optimizer: OptimizerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"Invalid num_classes value: {num_classes} (must be >= 2)")
+        self.save_hyperparameters(ignore=["backbone", "optimizer"])
+        self.backbone = backbone
+        self.num_classes = num_classes
+        if optimizer is not None:
+            # Assigned per instance so that LightningCLI's --optimizer, when given, takes
+            # over without a second configure_optimizers competing with it.
+            self.configure_optimizers = lambda: optimizer(self.parameters())  # type: ignore[method-assign]
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)
+
+    def setup(self, stage: str) -> None:
+        """Check once that the backbone takes the data's images, with a one-line fix."""
+        shape = getattr(getattr(self.trainer, "datamodule", None), "input_shape", None)
+        if shape is None:
+            return
+        probe = torch.zeros(2, *shape, device=self.device)
+        try:
+            with torch.no_grad():
+                out = self.backbone(probe)
+        except RuntimeError as err:
+            first = str(err).splitlines()[0]
+            raise ValueError(
+                f"The backbone {type(self.backbone).__name__} does not take the data's images "
+                f"of shape {tuple(shape)} ({first}); set its in_channels/image_size to match"
+            ) from None
+        if out.shape != (2, self.num_classes):
+            raise ValueError(
+                f"The backbone {type(self.backbone).__name__} returns shape {tuple(out.shape[1:])} "
+                f"for one image (must be ({self.num_classes},), one logit per class)"
+            )
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """Mean cross-entropy of a batch, without logging (GoalBrake's reference loss)."""
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    # The batch loss L(θ) is the potential energy of the port-Hamiltonian system.
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        metric(logits, y)
+        self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc)
