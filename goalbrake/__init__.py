@@ -2,10 +2,27 @@
 
 ``PHS`` is the optimizer (a heavy ball with mass and friction), ``GoalBrake`` multiplies
 its friction once the training loss reaches a goal, and ``EnergyMonitor`` logs the energy
-of the system for TensorBoard.
+of the system for TensorBoard. The callbacks are for ``lightning.pytorch`` Trainers; the
+same classes for ``pytorch_lightning`` Trainers are in :mod:`goalbrake.pytorch_lightning`.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from goalbrake.optim import PHS
 
-__all__ = ["PHS"]
+if TYPE_CHECKING:
+    from goalbrake.callbacks import EnergyMonitor, GoalBrake
+
+__all__ = ["PHS", "EnergyMonitor", "GoalBrake"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The callbacks import Lightning; load them on first use so `import goalbrake` stays light.
+    if name in ("GoalBrake", "EnergyMonitor"):
+        from goalbrake import callbacks
+
+        return getattr(callbacks, name)
+    raise AttributeError(f"module 'goalbrake' has no attribute {name!r}")
