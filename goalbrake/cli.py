@@ -64,7 +64,7 @@ class GoalbrakeCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
 
-def build(args: Sequence[str] | dict[str, Any], *, run: bool = False, **kwargs: Any) -> GoalbrakeCLI:
+def build(args: Sequence[str] | dict[str, Any] | None, *, run: bool = False, **kwargs: Any) -> GoalbrakeCLI:
     """Build (and with ``run=True`` run) the app from command-line words or a config dict.
 
     The CLI, the sweep objective and the tests all build a run through this function,
@@ -72,7 +72,8 @@ def build(args: Sequence[str] | dict[str, Any], *, run: bool = False, **kwargs: 
 
     Args:
         args: the words after ``goalbrake`` (``["fit", "--config", ...]``), or, with
-            ``run=False``, a config dict (``{"config": [...], "trainer": {...}}``).
+            ``run=False``, a config dict (``{"config": [...], "trainer": {...}}``); None
+            reads ``sys.argv``.
         run: run the subcommand in ``args``.
         kwargs: further LightningCLI arguments (e.g. ``trainer_defaults``).
     """
@@ -88,9 +89,21 @@ def build(args: Sequence[str] | dict[str, Any], *, run: bool = False, **kwargs: 
     )
 
 
+_NOISE = (
+    "Expected a path",
+    "Does not validate",
+    "Subtypes:",
+    "Errors:",
+    "Given value type",
+    "Expected a <class 'NoneType'>",
+)
+
+
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
+    """The message of an error on one line, without jsonargparse's nested noise."""
+    lines = [line.strip(" -") for line in str(err).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    return " ".join(kept) or type(err).__name__
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -104,10 +117,18 @@ def main(args: Sequence[str] | None = None) -> int:
         from goalbrake.sweep.report import main as report_main
 
         return report_main(argv[1:])
+    from jsonargparse import ArgumentError
+
     try:
-        build(argv, run=True)
-    except SystemExit as exit_:
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+        # Parser errors raise (exit_on_error=False) so they can be said in one line.
+        build(None if args is None else argv, run=True, parser_kwargs={"exit_on_error": False})
+    except ArgumentError as err:
+        if os.environ.get("GOALBRAKE_DEBUG"):
+            raise
+        sub = argv[0] if argv and not argv[0].startswith("-") else ""
+        print(f"goalbrake: error: {_one_line(err)} (see: goalbrake {sub} --help)".replace("  ", " "),
+              file=sys.stderr)
+        return 2
     except (ValueError, OSError, MisconfigurationException) as err:
         if os.environ.get("GOALBRAKE_DEBUG"):
             raise
