@@ -21,10 +21,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from goalbrake.module import ImageClassifier
 
@@ -64,7 +64,9 @@ class GoalbrakeCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
 
-def build(args: Sequence[str] | dict[str, Any] | None, *, run: bool = False, **kwargs: Any) -> GoalbrakeCLI:
+def build(
+    args: Sequence[str] | dict[str, Any] | None, *, run: bool = False, **kwargs: Any
+) -> GoalbrakeCLI:
     """Build (and with ``run=True`` run) the app from command-line words or a config dict.
 
     The CLI, the sweep objective and the tests all build a run through this function,
@@ -126,8 +128,10 @@ def main(args: Sequence[str] | None = None) -> int:
         if os.environ.get("GOALBRAKE_DEBUG"):
             raise
         sub = argv[0] if argv and not argv[0].startswith("-") else ""
-        print(f"goalbrake: error: {_one_line(err)} (see: goalbrake {sub} --help)".replace("  ", " "),
-              file=sys.stderr)
+        print(
+            f"goalbrake: error: {_one_line(err)} (see: goalbrake {sub} --help)".replace("  ", " "),
+            file=sys.stderr,
+        )
         return 2
     except (ValueError, OSError, MisconfigurationException) as err:
         if os.environ.get("GOALBRAKE_DEBUG"):

@@ -1,0 +1,99 @@
+"""ImageClassifier: learns a learnable problem, logs its metrics, rejects a wrong backbone."""
+
+import csv
+import re
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from goalbrake import PHS
+from goalbrake.module import ImageClassifier
+
+
+class Blobs(pl.LightningDataModule):
+    """Three classes of 1x4x4 images: a class-dependent mean plus noise."""
+
+    num_classes = 3
+    input_shape = (1, 4, 4)
+
+    def __init__(self, n: int = 192) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.y = torch.randint(0, 3, (n,), generator=g)
+        centers = torch.randn(3, 1, 4, 4, generator=g) * 2
+        self.x = centers[self.y] + 0.5 * torch.randn(n, 1, 4, 4, generator=g)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.x, self.y), batch_size=64)
+
+    test_dataloader = val_dataloader
+
+
+def mlp(in_features: int = 16, num_classes: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, num_classes))
+
+
+def trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        **kwargs,
+    )
+
+
+def test_fit_learns_and_logs_namespaced_metrics(tmp_path: Path) -> None:
+    model = ImageClassifier(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
+    t = trainer(tmp_path, max_epochs=3)
+    t.fit(model, datamodule=Blobs())
+    (result,) = t.test(model, datamodule=Blobs(), verbose=False)
+    assert result["test/acc"] > 0.9  # chance is 1/3
+    with open(Path(t.logger.log_dir) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= columns
+    losses = [float(r["train/loss"]) for r in rows if r["train/loss"]]
+    assert len(losses) == 3 * 6  # one per step: 192 samples / 32 per batch, 3 epochs
+    assert losses[-1] < losses[0]
+
+
+def test_loss_equals_cross_entropy_of_the_forward() -> None:
+    model = ImageClassifier(mlp(), num_classes=3)
+    x, y = torch.randn(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
+    expected = nn.functional.cross_entropy(model(x), y)
+    torch.testing.assert_close(model.loss((x, y)), expected)
+
+
+def test_wrong_backbone_input_is_one_clear_error_before_training(tmp_path: Path) -> None:
+    model = ImageClassifier(mlp(in_features=25), num_classes=3, optimizer=partial(PHS, lr=0.1))
+    t = trainer(tmp_path, max_epochs=1)
+    with pytest.raises(
+        ValueError, match=re.escape("does not take the data's images of shape (1, 4, 4)")
+    ):
+        t.fit(model, datamodule=Blobs())
+    assert t.global_step == 0
+
+
+def test_wrong_number_of_logits_is_one_clear_error(tmp_path: Path) -> None:
+    model = ImageClassifier(mlp(num_classes=5), num_classes=3, optimizer=partial(PHS, lr=0.1))
+    with pytest.raises(
+        ValueError, match=re.escape("returns shape (5,) for one image (must be (3,)")
+    ):
+        trainer(tmp_path, max_epochs=1).fit(model, datamodule=Blobs())
+
+
+def test_num_classes_below_two_is_rejected() -> None:
+    with pytest.raises(ValueError, match=re.escape("Invalid num_classes value: 1 (must be >= 2)")):
+        ImageClassifier(mlp(), num_classes=1)
