@@ -154,7 +154,8 @@ class Relativistic(KineticEnergy):
 
     def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
         m = _scalar_mass(mass)
-        return m * self.c**2 * (self._gamma(momenta, m) - 1.0)
+        # m c² (Γ − 1) = ‖p‖² / (m (Γ + 1)): no cancellation when ‖p‖ ≪ m c.
+        return _sum_of_squares(momenta) / (m * (self._gamma(momenta, m) + 1.0))
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         m = _scalar_mass(mass)
@@ -181,7 +182,9 @@ class Normalized(KineticEnergy):
 
     def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
         me = _scalar_mass(mass) * self.eps
-        return torch.sqrt(_sum_of_squares(momenta) + me**2) - me
+        # √(‖p‖² + (mε)²) − mε = ‖p‖² / (√(‖p‖² + (mε)²) + mε): no cancellation near 0.
+        sq = _sum_of_squares(momenta)
+        return sq / (torch.sqrt(sq + me**2) + me)
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         me = _scalar_mass(mass) * self.eps
@@ -213,9 +216,13 @@ class SoftClip(KineticEnergy):
 
     @staticmethod
     def _log_cosh(z: Tensor) -> Tensor:
-        # log cosh z = |z| + log1p(e^{-2|z|}) − log 2, stable for large |z|.
+        # log cosh z = log1p(2 sinh²(z/2)) for small |z| (no cancellation near 0), and
+        # |z| + log1p(e^{-2|z|}) − log 2 for large |z| (no overflow). The clamp keeps the
+        # unused branch finite, so its zero-weighted gradient is not NaN.
         a = z.abs()
-        return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
+        small = torch.log1p(2.0 * torch.sinh(0.5 * a.clamp(max=1.0)).square())
+        large = a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
+        return torch.where(a < 1.0, small, large)
 
     def _masses(self, momenta: Sequence[Tensor], mass: Mass) -> Sequence[float | Tensor]:
         return mass if _is_per_parameter(mass) else [mass] * len(momenta)  # type: ignore[return-value]
@@ -273,7 +280,15 @@ class Logsumexp(KineticEnergy):
         zs, top = self._scaled(momenta, mass)
         n = sum(z.numel() for z in zs)
         mt = _scalar_mass(mass) * self.temperature
-        return mt * (top + self._log_sum_cosh_minus_top(zs, top) - math.log(2 * n))
+        # log(Σ cosh z / n) = log1p(2 Σ sinh²(z/2) / n): no cancellation near 0, for as long
+        # as cosh cannot overflow; above that the shifted form. The clamp keeps the unused
+        # branch finite, so its zero-weighted gradient is not NaN.
+        small = torch.log1p(
+            (2.0 / n)
+            * torch.stack([torch.sinh(0.5 * z.clamp(-20.0, 20.0)).square().sum() for z in zs]).sum()
+        )
+        large = top + self._log_sum_cosh_minus_top(zs, top) - math.log(2 * n)
+        return mt * torch.where(top < 20.0, small, large)
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         mt = _scalar_mass(mass) * self.temperature
@@ -282,8 +297,13 @@ class Logsumexp(KineticEnergy):
         half_sum = 0.5 * torch.exp(self._log_sum_cosh_minus_top(zs, top))  # Σ cosh z · e^{-top}
         out = []
         for z in zs:
-            sinh_scaled = 0.5 * ((z - top).exp() - (-z - top).exp())
-            sinhc = torch.where(z.abs() > 1e-6, sinh_scaled / z, torch.exp(-top))
+            # sinh(z) e^{-top} / z = e^{|z|−top} (1 − e^{−2|z|}) / 2|z|: expm1 avoids the
+            # cancellation of e^{z−top} − e^{−z−top} for small |z|; the limit at 0 is e^{-top}.
+            a = z.abs()
+            safe = torch.where(a > 0, a, torch.ones_like(a))
+            sinhc = torch.where(
+                a > 0, (a - top).exp() * torch.expm1(-2.0 * safe) / (-2.0 * safe), torch.exp(-top)
+            )
             out.append(sinhc / (mt * half_sum))
         return out
 
@@ -348,6 +368,4 @@ def get_kinetic(spec: str | KineticEnergy) -> KineticEnergy:
                 f"Invalid kinetic value: {spec!r} (must be one of {', '.join(KINETIC_NAMES)} "
                 "or a KineticEnergy instance)"
             ) from None
-    raise TypeError(
-        f"Invalid kinetic value: {spec!r} (must be a name or a KineticEnergy instance)"
-    )
+    raise TypeError(f"Invalid kinetic value: {spec!r} (must be a name or a KineticEnergy instance)")
