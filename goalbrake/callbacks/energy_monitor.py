@@ -1,0 +1,352 @@
+r"""EnergyMonitor: log the energy of the port-Hamiltonian system while it trains.
+
+The optimizer integrates a mechanical system whose energy is
+
+.. math::
+
+    H(θ, p) = L(θ) + φ(p), \qquad \frac{dH}{dt} = -γ\,⟨∇φ(p), F(p)⟩ \le 0
+
+with the loss L as the potential energy, φ the kinetic energy of the momentum p,
+γ the friction and F(p) = ∇φ(p) (friction on the velocity) or p (on the momentum). For
+the default φ(p) = ‖p‖²/2m this is dH/dt = −γ‖p‖²/m². Friction is the only way energy
+leaves, so ``energy/total`` should fall (up to the noise of the batch loss and the
+discretization), and a brake (γ → kγ) shows as a jump of ``energy/dissipation``.
+
+This module imports no Lightning: :class:`EnergyMonitorBase` works through duck typing on
+the ``trainer`` and ``pl_module`` its hooks receive, and :mod:`goalbrake.callbacks` and
+:mod:`goalbrake.pytorch_lightning` bind it to the two ``Callback`` classes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["ENERGY_LAYOUT", "EnergyMonitorBase"]
+
+Scalar = float | Tensor
+
+#: The TensorBoard custom-scalars layout written at fit start:
+#: ``{category: {chart title: ["Multiline", [tag regex, ...]]}}``. TensorBoard matches each
+#: regex with ``re.match`` against every scalar tag of every run, so the regexes are
+#: anchored at both ends and accept the ``/group{i}`` suffix of multi-group optimizers and
+#: the ``_step``/``_epoch`` suffixes Lightning adds to metrics logged both ways.
+ENERGY_LAYOUT: dict[str, dict[str, list[Any]]] = {
+    "Energy": {
+        "H = L + φ(p): potential, kinetic, total": [
+            "Multiline",
+            [r"^energy/(potential|kinetic|total)$"],
+        ],
+        "Kinetic energy φ(p)": ["Multiline", [r"^energy/kinetic$"]],
+        "Dissipation power γ⟨∇φ(p), F(p)⟩ = −dH/dt": ["Multiline", [r"^energy/dissipation$"]],
+    },
+    "Braking": {
+        "Smoothed loss and goal": ["Multiline", [r"^brake/(smoothed_loss|goal_loss)$"]],
+        "Friction γ": ["Multiline", [r"^optim/friction(/group\d+)?$", r"^brake/friction(/.+)?$"]],
+        "Momentum factor μ": ["Multiline", [r"^optim/momentum_factor(/group\d+)?$"]],
+        "Braked (0/1)": ["Multiline", [r"^brake/braked$"]],
+    },
+    "Accuracy": {
+        "Accuracy": ["Multiline", [r"^(train|val)/acc(_step|_epoch)?$"]],
+        "Loss": ["Multiline", [r"^(train|val)/loss(_step|_epoch)?$"]],
+    },
+}
+
+
+@dataclass
+class _Reading:
+    """The optimizer side of one logged step, read before the step's update."""
+
+    step: int
+    n_groups: int = 0  # over all optimizers
+    kinetic: list[Scalar] = field(default_factory=list)  # one per param group
+    dissipation: list[Scalar] = field(default_factory=list)
+    friction: dict[int, Scalar] = field(default_factory=dict)  # flat group index -> value
+    momentum_factor: dict[int, Scalar] = field(default_factory=dict)
+    kinetic_complete: bool = True  # every group has a kinetic energy
+    dissipation_complete: bool = True
+
+
+def _is_energy_aware(optimizer: Any) -> bool:
+    """A PHS, or any optimizer that offers the same monitoring methods."""
+    return all(
+        callable(getattr(optimizer, name, None))
+        for name in ("kinetic_energy", "dissipation_power", "momentum_factor")
+    )
+
+
+def _is_heavy_ball_group(optimizer: Any, group: Mapping[str, Any]) -> bool:
+    """A torch SGD group whose buffer is a PHS momentum (momentum > 0, dampening = 0)."""
+    return (
+        isinstance(optimizer, torch.optim.SGD)
+        and group.get("momentum", 0) > 0
+        and group.get("dampening", 0) == 0
+    )
+
+
+def _sgd_kinetic_energy(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> Scalar:
+    """φ(p) = (lr/2)·‖buf‖² of a heavy-ball SGD group (0-d tensor, no sync).
+
+    SGD(lr=η, momentum=μ, dampening=0) is the symplectic Euler PHS step with η = α²/m,
+    μ = 1 − αγ/m and p = −α·buf (DESIGN.md §1), so φ(p) = ‖p‖²/2m = (η/2)‖buf‖² whatever
+    the step α and mass m behind η: the kinetic energy is identifiable, friction is not.
+    """
+    buffers = [
+        optimizer.state[p]["momentum_buffer"]
+        for p in group["params"]
+        if optimizer.state.get(p, {}).get("momentum_buffer") is not None
+    ]
+    if not buffers:
+        return 0.0
+    squares = torch.stack([b.detach().square().sum().to(buffers[0].device) for b in buffers])
+    return 0.5 * group["lr"] * squares.sum()
+
+
+def _to_floats(values: list[Scalar]) -> list[float]:
+    """Host floats of numbers and 0-d tensors, with one device transfer per device."""
+    out: list[float | None] = [v if isinstance(v, float) else None for v in values]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, Tensor):
+            by_device.setdefault(v.device, []).append(i)
+        elif not isinstance(v, float):
+            out[i] = float(v)
+    for device, indices in by_device.items():
+        dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        stacked = torch.stack([values[i].detach().reshape(()).to(dtype) for i in indices])
+        for i, x in zip(indices, stacked.tolist(), strict=True):  # the one host sync
+            out[i] = x
+    return out  # type: ignore[return-value]
+
+
+class EnergyMonitorBase:
+    r"""Log the energy H = L + φ(p) of a port-Hamiltonian optimizer, and its dissipation.
+
+    Every ``logging_interval`` optimizer steps this callback logs, to every logger of the
+    Trainer (through ``logger.log_metrics``, so TensorBoard, CSV, W&B, … alike):
+
+    ======================================  ==============================================
+    tag                                     value
+    ======================================  ==============================================
+    ``energy/potential``                    L(θ_k): the training batch loss that
+                                            ``training_step`` returned
+    ``energy/kinetic``                      φ(p_k), summed over all param groups
+    ``energy/total``                        H_k = potential + kinetic (exactly that sum)
+    ``energy/dissipation``                  γ⟨∇φ(p_k), F(p_k)⟩ = −dH/dt, summed over groups
+    ``optim/friction``                      γ of the param group
+    ``optim/momentum_factor``               μ of p⁺ = μ p − b g (the group's scheme)
+    ======================================  ==============================================
+
+    with the continuous-time energy balance
+
+    .. math::
+
+        H = L(θ) + φ(p), \qquad \frac{dH}{dt} = -γ\,⟨∇φ(p), F(p)⟩ \le 0,
+
+    F(p) = ∇φ(p) for ``friction_on="velocity"`` and p for ``"momentum"``; with the
+    default φ(p) = ‖p‖²/2m, dH/dt = −γ‖p‖²/m². Over one step of length α (the learning
+    rate) the energy falls by about α times ``energy/dissipation``.
+
+    **Which step.** A value logged at step k describes the state (θ_k, p_k) *before*
+    update k and the coefficients update k uses: the batch loss is L at θ_k, the
+    momentum is read before the update, the friction and μ are the ones the update
+    applies (a brake in ``on_train_batch_end`` of step k shows from step k + 1 on). The
+    step axis is ``trainer.global_step`` at the start of the batch, the same axis Lightning
+    logs ``self.log(..., on_step=True)`` values on, and the logged steps are those with
+    ``(step + 1) % logging_interval == 0``, as ``Trainer(log_every_n_steps=...)`` picks
+    them; set both to the same number so ``energy/potential`` and ``train/loss`` line up.
+
+    **Param groups.** The per-group tags carry no suffix for a single param group; with
+    several groups (over all optimizers of the Trainer, numbered in order from 0) they
+    are ``optim/friction/group0``, ``optim/friction/group1``, … The energies are summed.
+
+    **Other optimizers.** A torch ``SGD`` group with ``momentum > 0`` and ``dampening=0``
+    is the heavy ball in PHS form with p = −α·buf, η = α²/m (DESIGN.md §1), so its
+    kinetic energy φ = (η/2)‖buf‖² and its μ = ``momentum`` are logged; its friction and
+    dissipation depend on the step α, which SGD does not have, and are not. For any other
+    optimizer (or an SGD group without momentum) only ``energy/potential`` is logged, and
+    a warning says so at fit start; kinetic and total are logged only when every param
+    group has a kinetic energy.
+
+    **TensorBoard.** With a logger whose ``experiment`` has ``add_custom_scalars`` (a
+    ``TensorBoardLogger``), the callback writes :data:`ENERGY_LAYOUT` once at fit start on
+    rank zero, so the *Custom Scalars* tab opens with the charts *Energy* (potential,
+    kinetic and total in one chart; dissipation), *Braking* (``brake/smoothed_loss`` and
+    ``brake/goal_loss``; ``optim/friction`` and ``brake/friction``; μ; ``brake/braked``,
+    which :class:`~goalbrake.callbacks.GoalBrake` logs) and *Accuracy* (``train/acc``,
+    ``val/acc``; ``train/loss``, ``val/loss``).
+
+    The quantities are read as 0-d tensors and copied to the host in one transfer, only on
+    logging steps and only on rank zero: other steps cost one integer comparison.
+
+    Args:
+        logging_interval: log every this many optimizer steps (>= 1).
+        log_layout: write the TensorBoard custom-scalars layout at fit start.
+
+    Raises:
+        ValueError: ``logging_interval`` is not an integer >= 1.
+        RuntimeError: at fit start, when the Trainer has no logger.
+
+    Example:
+        >>> from goalbrake.callbacks import EnergyMonitor  # doctest: +SKIP
+        >>> trainer = Trainer(callbacks=[EnergyMonitor(logging_interval=50)])  # doctest: +SKIP
+    """
+
+    def __init__(self, logging_interval: int = 50, log_layout: bool = True) -> None:
+        if isinstance(logging_interval, bool) or not isinstance(logging_interval, int):
+            raise ValueError(
+                f"Invalid logging_interval value: {logging_interval!r} (must be an int >= 1)"
+            )
+        if logging_interval < 1:
+            raise ValueError(f"Invalid logging_interval value: {logging_interval} (must be >= 1)")
+        self.logging_interval = logging_interval
+        self.log_layout = bool(log_layout)
+        self._reading: _Reading | None = None
+        self._layout_written: set[int] = set()  # id() of the writers that have the layout
+
+    # ------------------------------------------------------------------------------ hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit" and not trainer.loggers:
+            raise RuntimeError(
+                "Cannot use EnergyMonitor with a Trainer that has no logger: pass one, e.g. "
+                "Trainer(logger=TensorBoardLogger('logs')), or remove the callback"
+            )
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.is_global_zero:
+            return
+        self._warn_unsupported(trainer.optimizers)
+        if self.log_layout:
+            self._write_layout(trainer.loggers)
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if not trainer.is_global_zero or (step + 1) % self.logging_interval != 0:
+            self._reading = None
+            return
+        # Read before the update: (θ_k, p_k) is one state of the discrete trajectory. With
+        # gradient accumulation every micro-batch of the window reads the same p_k again.
+        self._reading = self._read_optimizers(trainer.optimizers, step)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        reading = self._reading
+        if reading is None or trainer.global_step == reading.step:
+            return  # not a logging step, or no update yet (accumulating gradients)
+        self._reading = None
+        potential = self._potential(trainer, pl_module, outputs)
+        metrics = self._metrics(reading, potential)
+        if metrics:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=reading.step)
+
+    # ---------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _potential(trainer: Any, pl_module: Any, outputs: Any) -> Tensor | None:
+        """The batch loss from ``training_step``'s output, undoing Lightning's 1/accumulate."""
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            return None
+        loss = loss.detach().reshape(())
+        if getattr(pl_module, "automatic_optimization", False):
+            # Lightning divides the automatic-optimization loss by accumulate_grad_batches.
+            loss = loss * trainer.accumulate_grad_batches
+        return loss
+
+    @staticmethod
+    def _read_optimizers(optimizers: list[Any], step: int) -> _Reading:
+        reading = _Reading(step=step)
+        index = 0
+        for optimizer in optimizers:
+            aware = _is_energy_aware(optimizer)
+            for i, group in enumerate(optimizer.param_groups):
+                if aware:
+                    reading.kinetic.append(optimizer.kinetic_energy(i))
+                    reading.dissipation.append(optimizer.dissipation_power(i))
+                    reading.momentum_factor[index] = optimizer.momentum_factor(i)
+                    if "friction" in group:
+                        reading.friction[index] = group["friction"]
+                elif _is_heavy_ball_group(optimizer, group):
+                    reading.kinetic.append(_sgd_kinetic_energy(optimizer, group))
+                    reading.momentum_factor[index] = group["momentum"]
+                    reading.dissipation_complete = False
+                else:
+                    reading.kinetic_complete = reading.dissipation_complete = False
+                index += 1
+        reading.n_groups = index
+        reading.kinetic_complete &= bool(reading.kinetic)
+        reading.dissipation_complete &= bool(reading.dissipation)
+        return reading
+
+    @staticmethod
+    def _metrics(reading: _Reading, potential: Tensor | None) -> dict[str, float]:
+        names: list[str] = []
+        values: list[Scalar] = []
+
+        def add(name: str, value: Scalar) -> None:
+            names.append(name)
+            values.append(value if isinstance(value, Tensor) else float(value))
+
+        if potential is not None:
+            add("energy/potential", potential)
+        if reading.kinetic_complete:
+            for k, value in enumerate(reading.kinetic):
+                add(f"_kinetic{k}", value)  # summed on the host below, after the one sync
+        if reading.dissipation_complete:
+            for k, value in enumerate(reading.dissipation):
+                add(f"_dissipation{k}", value)
+        several = reading.n_groups > 1
+        for prefix, per_group in (
+            ("optim/friction", reading.friction),
+            ("optim/momentum_factor", reading.momentum_factor),
+        ):
+            for index, value in per_group.items():
+                add(f"{prefix}/group{index}" if several else prefix, value)
+
+        floats = dict(zip(names, _to_floats(values), strict=True))
+        metrics = {k: v for k, v in floats.items() if not k.startswith("_")}
+        if reading.kinetic_complete:
+            kinetic = sum(v for k, v in floats.items() if k.startswith("_kinetic"))
+            metrics["energy/kinetic"] = kinetic
+            if potential is not None:
+                metrics["energy/total"] = metrics["energy/potential"] + kinetic
+        if reading.dissipation_complete:
+            metrics["energy/dissipation"] = sum(
+                v for k, v in floats.items() if k.startswith("_dissipation")
+            )
+        return metrics
+
+    def _warn_unsupported(self, optimizers: list[Any]) -> None:
+        unsupported = sorted(
+            {
+                type(opt).__name__
+                for opt in optimizers
+                if not _is_energy_aware(opt)
+                and not all(_is_heavy_ball_group(opt, g) for g in opt.param_groups)
+            }
+        )
+        if unsupported:
+            warnings.warn(
+                f"EnergyMonitor: {', '.join(unsupported)} has no kinetic energy it can derive "
+                "(only PHS, and torch SGD with momentum > 0 and dampening=0, have one), so only "
+                "energy/potential is logged for it; use goalbrake.PHS to see the full energy",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _write_layout(self, loggers: list[Any]) -> None:
+        for logger in loggers:
+            experiment = getattr(logger, "experiment", None)
+            add_custom_scalars = getattr(experiment, "add_custom_scalars", None)
+            if not callable(add_custom_scalars) or id(experiment) in self._layout_written:
+                continue
+            add_custom_scalars(ENERGY_LAYOUT)
+            self._layout_written.add(id(experiment))
