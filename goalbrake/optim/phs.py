@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from goalbrake.optim.kinetic import KineticEnergy, Mass, Mobility, get_kinetic
+from goalbrake.optim.kinetic import KineticEnergy, Mass, Mobility, Quadratic, get_kinetic
 
 __all__ = ["FRICTION_CONVENTIONS", "PHS", "SCHEMES", "phs"]
 
@@ -73,7 +73,9 @@ def _as_float(value: Number) -> float:
 
 def _check_number(name: str, value: Number, *, positive: bool) -> None:
     if isinstance(value, Tensor) and value.dim() != 0:
-        raise ValueError(f"Invalid {name} value: a tensor of shape {tuple(value.shape)} (must be 0-d)")
+        raise ValueError(
+            f"Invalid {name} value: a tensor of shape {tuple(value.shape)} (must be 0-d)"
+        )
     low = float(value.detach().min()) if isinstance(value, Tensor) else float(value)
     if positive and not low > 0:
         raise ValueError(f"Invalid {name} value: {low} (must be > 0)")
@@ -344,8 +346,9 @@ class PHS(Optimizer):
                     masses.append(group["mass"][i])
         return momenta, (masses if per_parameter else group["mass"])
 
-    def _per_group(self, fn: Callable[[dict[str, Any], list[Tensor], Mass], Tensor],
-                   group: int | None) -> Tensor:
+    def _per_group(
+        self, fn: Callable[[dict[str, Any], list[Tensor], Mass], Tensor], group: int | None
+    ) -> Tensor:
         groups = self.param_groups if group is None else [self.param_groups[group]]
         values = []
         for g in groups:
@@ -367,7 +370,9 @@ class PHS(Optimizer):
         def power(g: dict[str, Any], momenta: list[Tensor], mass: Mass) -> Tensor:
             velocity = get_kinetic(g["kinetic"]).grad(momenta, mass)
             force = velocity if g["friction_on"] == "velocity" else momenta
-            dots = [torch.vdot(v.flatten(), f.flatten()) for v, f in zip(velocity, force, strict=True)]
+            dots = [
+                torch.vdot(v.flatten(), f.flatten()) for v, f in zip(velocity, force, strict=True)
+            ]
             return g["friction"] * torch.stack(dots).sum()
 
         return self._per_group(power, group)
@@ -426,9 +431,7 @@ def _coefficients(scheme: str, x: Number, lr: Number) -> tuple[Number, Number]:
     return (2.0 - x) / (2.0 + x), 2.0 * lr / (2.0 + x)
 
 
-def _rate_coefficients(
-    scheme: str, c: Mobility, lr: Number, friction: Number
-) -> tuple[Coef, Coef]:
+def _rate_coefficients(scheme: str, c: Mobility, lr: Number, friction: Number) -> tuple[Coef, Coef]:
     """(a, b) for the group: numbers or 0-d tensors, or one tensor per parameter."""
     if isinstance(c, list):
         pairs = [_coefficients(scheme, lr * friction * ci, lr) for ci in c]
@@ -450,6 +453,17 @@ def _add_scaled_(dst: list[Tensor], src: list[Tensor], coef: Coef) -> None:
         torch._foreach_add_(dst, torch._foreach_mul(src, coef))
     else:
         torch._foreach_add_(dst, src, alpha=coef)
+
+
+def _mul(x: Coef, y: Coef) -> Coef:
+    """x ⊙ y for numbers, 0-d tensors, or one tensor per parameter."""
+    if isinstance(x, list) and isinstance(y, list):
+        return [xi * yi for xi, yi in zip(x, y, strict=True)]
+    if isinstance(x, list):
+        return [xi * y for xi in x]
+    if isinstance(y, list):
+        return [x * yi for yi in y]
+    return x * y
 
 
 def _neg(coef: Coef) -> Coef:
@@ -517,7 +531,12 @@ def _multi_tensor_phs(
         _add_scaled_(params, momenta, _times(lr, s_old))
     torch._foreach_mul_(momenta, a)
     _add_scaled_(momenta, grads, _neg(b))
-    if scheme == "nesterov":  # look-ahead momentum p̂ = μ p⁺ − α g
+    if scheme == "nesterov" and isinstance(kinetic, Quadratic):
+        # s = 1/m does not depend on p: θ += α s (a p⁺ − b g) as two axpys, no temporary.
+        s = _times(lr, c if friction_on == "velocity" else kinetic.mobility(momenta, mass))
+        _add_scaled_(params, momenta, _mul(a, s))
+        _add_scaled_(params, grads, _neg(_mul(b, s)))
+    elif scheme == "nesterov":  # look-ahead momentum p̂ = μ p⁺ − α g
         ahead = torch._foreach_mul(momenta, a)
         _add_scaled_(ahead, grads, _neg(b))
         _add_scaled_(params, ahead, _times(lr, kinetic.mobility(ahead, mass)))
