@@ -102,7 +102,11 @@ def _normalize_mass(mass: Any, params: Sequence[Tensor]) -> Mass:
         out = []
         for m, p in zip(mass, params, strict=True):
             m = torch.as_tensor(m, dtype=p.dtype, device=p.device)
-            if torch.broadcast_shapes(m.shape, p.shape) != p.shape:
+            try:
+                broadcast = torch.broadcast_shapes(m.shape, p.shape)
+            except RuntimeError:
+                broadcast = None
+            if broadcast != p.shape:
                 raise ValueError(
                     f"Invalid mass value: shape {tuple(m.shape)} does not broadcast to its "
                     f"parameter's shape {tuple(p.shape)}"
@@ -148,10 +152,19 @@ def _check_stable(group: dict[str, Any]) -> None:
         return
     x = _rate_bound(group)
     if x is not None and x > 2.0:
-        rate = "lr*friction" if group["friction_on"] == "momentum" else "lr*friction/mass"
+        values = f"lr={_as_float(group['lr']):g}, friction={_as_float(group['friction']):g}"
+        if group["friction_on"] == "momentum":
+            rate = "lr*friction"
+        else:  # the largest mobility is 1/mass for most energies, 1/(mass*eps) for some
+            kinetic = get_kinetic(group["kinetic"])
+            rate = (
+                "lr*friction/mass"
+                if kinetic.max_mobility(1.0) == 1.0
+                else "lr*friction*max_mobility(mass)"
+            )
+            values += f", mass={_min_mass(group['mass']):g}"
         raise ValueError(
-            f"Unstable scheme {group['scheme']!r}: x = {rate} = {x:g} > 2 "
-            f"(lr={_as_float(group['lr']):g}, friction={_as_float(group['friction']):g}); "
+            f"Unstable scheme {group['scheme']!r}: x = {rate} = {x:g} > 2 ({values}); "
             "use scheme='conformal' or 'stormer_verlet' (stable for any friction) or keep x <= 2"
         )
 
