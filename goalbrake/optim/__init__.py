@@ -1,5 +1,6 @@
 """The port-Hamiltonian optimizer family: :class:`PHS`, its schemes and kinetic energies."""
 
+from goalbrake.optim.flow import FLOW_SOLVERS, PHSFlow, phs_flow_field
 from goalbrake.optim.kinetic import (
     KINETIC_NAMES,
     KineticEnergy,
@@ -14,6 +15,7 @@ from goalbrake.optim.kinetic import (
 from goalbrake.optim.phs import FRICTION_CONVENTIONS, PHS, SCHEMES, phs
 
 __all__ = [
+    "FLOW_SOLVERS",
     "FRICTION_CONVENTIONS",
     "KINETIC_NAMES",
     "PHS",
@@ -21,10 +23,12 @@ __all__ = [
     "KineticEnergy",
     "Logsumexp",
     "Normalized",
+    "PHSFlow",
     "PNorm",
     "Quadratic",
     "Relativistic",
     "SoftClip",
     "get_kinetic",
     "phs",
+    "phs_flow_field",
 ]
