@@ -369,7 +369,9 @@ class PHS(Optimizer):
             if momenta:
                 values.append(fn(g, momenta, mass))
             else:
-                values.append(torch.zeros((), device=g["params"][0].device))
+                values.append(
+                    torch.zeros((), device=g["params"][0].device, dtype=g["params"][0].dtype)
+                )
         device = values[0].device
         return torch.stack([v.to(device) for v in values]).sum()
 
