@@ -119,6 +119,8 @@ def main(args: Sequence[str] | None = None) -> int:
         from goalbrake.sweep.report import main as report_main
 
         return report_main(argv[1:])
+    # Lightning's CLI, not the user, calls jsonargparse APIs deprecated in 4.49: not news for them.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     from jsonargparse import ArgumentError
 
     try:

@@ -69,11 +69,11 @@ def test_fit_learns_and_logs_namespaced_metrics(tmp_path: Path) -> None:
     assert losses[-1] < losses[0]
 
 
-def test_loss_equals_cross_entropy_of_the_forward() -> None:
+def test_reference_loss_equals_cross_entropy_of_the_forward() -> None:
     model = ImageClassifier(mlp(), num_classes=3)
     x, y = torch.randn(5, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1])
     expected = nn.functional.cross_entropy(model(x), y)
-    torch.testing.assert_close(model.loss((x, y)), expected)
+    torch.testing.assert_close(model.reference_loss((x, y)), expected)
 
 
 def test_wrong_backbone_input_is_one_clear_error_before_training(tmp_path: Path) -> None:

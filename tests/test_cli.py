@@ -1,0 +1,184 @@
+"""The `goalbrake` command end to end: real subprocesses on tiny data in the real formats."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from goalbrake.cli import main
+from tests.twins import REPO, tiny_twin, write_twin
+
+GOALBRAKE = [sys.executable, "-m", "goalbrake.cli"]
+
+
+@pytest.fixture(autouse=True)
+def _console_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process main(args) runs as the console script would: no stray sys.argv words.
+    monkeypatch.setattr(sys, "argv", ["goalbrake"])
+
+
+def run_goalbrake(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [*GOALBRAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("dataset", ["fashionmnist", "cifar10"])
+def test_fit_subprocess_trains_checkpoints_logs_and_brakes(tmp_path: Path, dataset: str) -> None:
+    twin = tiny_twin(
+        REPO / "configs" / dataset / "goal.yaml", tmp_path, max_steps=60, fast_optimizer=True
+    )
+    # Reading "braking at 0.3" as: the loss has fallen by 30% (reachable in 60 tiny steps).
+    brake = twin["trainer"]["callbacks"][0]["init_args"]
+    brake.update(goal=0.3, mode="reduction")
+    config = write_twin(twin, tmp_path / "goal.yaml")
+
+    result = run_goalbrake("fit", "--config", str(config), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GoalBrake: braked at step" in result.stderr + result.stdout
+    (log_dir,) = (tmp_path / "runs" / f"{dataset}_goal").glob("version_*")
+    assert list(log_dir.glob("checkpoints/best-*.ckpt")), "no best-val-acc checkpoint"
+    assert (log_dir / "checkpoints" / "last.ckpt").is_file()
+    series = scalars(log_dir)
+    braked = [v for _, v in series["brake/braked"]]
+    assert braked[0] == 0 and braked[-1] == 1  # braked once, mid-run
+    friction = [v for _, v in series["optim/friction"]]
+    assert friction[0] == pytest.approx(1.0)
+    assert friction[-1] == pytest.approx(50.0 if dataset == "fashionmnist" else 49.0)
+    assert "val/acc" in series and "energy/total" in series
+
+
+def test_bad_mass_exits_nonzero_with_one_line(tmp_path: Path) -> None:
+    config = write_twin(
+        tiny_twin(REPO / "configs/fashionmnist/phs.yaml", tmp_path), tmp_path / "phs.yaml"
+    )
+    result = run_goalbrake("fit", "--config", str(config), "--optimizer.mass", "-1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("goalbrake:")]
+    assert errors == ["goalbrake: error: Invalid mass value: -1.0 (must be > 0)"]
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "message"),
+    [
+        (
+            ["--model.backbone", "goalbrake.models.NoSuchNet"],
+            2,
+            "Problem with given class_path 'goalbrake.models.NoSuchNet'",
+        ),
+        (
+            ["--optimizer", "torch.optim.NoSuchOpt"],
+            2,
+            "Problem with given class_path 'torch.optim.NoSuchOpt'",
+        ),
+        (["--trainer.no_such_key", "1"], 2, "unrecognized arguments: --trainer.no_such_key 1"),
+        (["--optimizer.friction", "-0.1"], 1, "Invalid friction value: -0.1 (must be >= 0)"),
+        (["--optimizer.scheme", "leapfrog"], 1, "Invalid scheme value: 'leapfrog'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], status: int, message: str
+) -> None:
+    config = write_twin(
+        tiny_twin(REPO / "configs/fashionmnist/phs.yaml", tmp_path), tmp_path / "phs.yaml"
+    )
+    assert main(["fit", "--config", str(config), *extra]) == status
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("goalbrake: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_unknown_config_key_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = tiny_twin(REPO / "configs/fashionmnist/phs.yaml", tmp_path)
+    twin["model"]["init_args"] = {"dropout": 0.5}
+    config = write_twin(twin, tmp_path / "phs.yaml")
+    assert main(["fit", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "goalbrake: error:" in err and "dropout" in err
+
+
+def test_missing_dataset_with_download_off_lists_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    twin = tiny_twin(REPO / "configs/cifar10/sgd.yaml", tmp_path)
+    twin["data"]["init_args"]["data_dir"] = str(tmp_path / "empty")
+    config = write_twin(twin, tmp_path / "sgd.yaml")
+    assert main(["fit", "--config", str(config)]) == 1
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("goalbrake:")]
+    assert "CIFAR-10" in line and str(tmp_path / "empty") in line and "download" in line
+
+
+def test_truncated_idx_file_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = tiny_twin(REPO / "configs/fashionmnist/sgd.yaml", tmp_path)
+    images = Path(twin["data"]["init_args"]["data_dir"]) / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[: len(images.read_bytes()) // 2])
+    config = write_twin(twin, tmp_path / "sgd.yaml")
+    assert main(["fit", "--config", str(config)]) == 1
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("goalbrake:")]
+    assert "train-images-idx3-ubyte.gz" in line
+
+
+def test_print_config_round_trips_the_shipped_config(tmp_path: Path) -> None:
+    result = run_goalbrake(
+        "fit",
+        "--print_config",
+        "--config",
+        str(REPO / "configs/fashionmnist/goal.yaml"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["optimizer"]["init_args"]["mass"] == 10.0
+    brake = [c for c in printed["trainer"]["callbacks"] if c["class_path"].endswith("GoalBrake")]
+    assert brake[0]["init_args"]["goal"] == 0.15 and brake[0]["init_args"]["factor"] == 50.0
+
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(
+    not REAL_FASHION_MNIST.is_dir(),
+    reason="needs Debian's dataset-fashion-mnist (.ci/setup installs it)",
+)
+def test_short_real_fit_on_fashion_mnist_beats_chance(tmp_path: Path) -> None:
+    twin = tiny_twin(
+        REPO / "configs/fashionmnist/goal.yaml", tmp_path, max_steps=300, fast_optimizer=True
+    )
+    data = twin["data"]["init_args"]
+    data.update(
+        data_dir=str(REAL_FASHION_MNIST),
+        train_subset=10000,
+        val_size=2000,
+        batch_size=64,
+        eval_batch_size=1000,
+    )
+    twin["trainer"]["limit_val_batches"] = 2
+    config = write_twin(twin, tmp_path / "goal.yaml")
+    result = run_goalbrake("fit", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (log_dir,) = (tmp_path / "runs" / "fashionmnist_goal").glob("version_*")
+    val_acc = scalars(log_dir)["val/acc"][-1][1]
+    assert val_acc > 0.6  # chance is 0.1
