@@ -1,0 +1,534 @@
+r"""GoalBrake: multiply the optimizer's friction once the training loss reaches a goal.
+
+This file imports no Lightning: :class:`GoalBrakeBase` works on any Trainer by duck typing,
+and :mod:`goalbrake.callbacks` (``lightning.pytorch``) and :mod:`goalbrake.pytorch_lightning`
+bind it to each distribution's ``Callback``. The decisions come from a
+:class:`~goalbrake.braking.BrakeController`; the callback only translates hooks into
+controller calls and carries the decisions out with :mod:`goalbrake.braking.adapters`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from goalbrake.braking import (
+    MODES,
+    SMOOTHINGS,
+    BestWeights,
+    Brake,
+    BrakeController,
+    Decision,
+    FrictionAdapter,
+    Release,
+    RestoreBest,
+    apply_decisions,
+    friction_adapter,
+)
+
+__all__ = ["GoalBrakeBase"]
+
+_logger = logging.getLogger(__name__)
+# As Lightning does for its own loggers: the brake line is visible by default, and an
+# application that configures logging itself takes it over.
+if not logging.getLogger().hasHandlers():  # pragma: no cover - depends on the host process
+    _logger.setLevel(logging.INFO)
+    _logger.addHandler(logging.StreamHandler())
+    _logger.propagate = False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _logs_now(trainer: Any) -> bool:
+    """Whether the Trainer writes step metrics after this batch (its log_every_n_steps)."""
+    if getattr(trainer, "fast_dev_run", False):
+        return True
+    every = getattr(trainer, "log_every_n_steps", 1)
+    return bool(every) and trainer.global_step % every == 0
+
+
+class GoalBrakeBase:
+    r"""Brake the friction of every optimizer once the smoothed training loss reaches a goal.
+
+    The reference loss L₀ is the mean loss of the *initial* weights over
+    ``reference_batches`` training batches, measured at ``on_train_start`` with no update
+    and no gradient (or given as ``reference_loss``). The loss of a batch comes from the
+    module's ``reference_loss(batch)`` method where it defines one, otherwise from its
+    ``training_step(batch, batch_idx)`` (the returned tensor, or its ``"loss"``) with
+    ``self.log`` silenced; the random number generators and the module's buffers (e.g.
+    batch-norm statistics) are left as they were, so a run with GoalBrake trains exactly
+    like one without until the brake. Afterwards every training batch's loss (from
+    ``training_step``'s output) feeds an EMA kept on the device; every
+    ``check_every_n_steps`` steps the callback reads it once and a
+    :class:`~goalbrake.braking.BrakeController` decides. A stage fires the first time
+
+    ======================  ====================  =========================================
+    ``mode``                target                "braking at 0.15" means
+    ======================  ====================  =========================================
+    ``remaining``           goal · L₀             the loss has fallen *to* 15% of L₀
+    ``reduction``           (1 − goal) · L₀       the loss has fallen *by* 15% of L₀
+    ``absolute``            goal                  the loss is 0.15
+    ======================  ====================  =========================================
+
+    and multiplies the friction γ of every param group of every optimizer by ``factor``
+    (:class:`goalbrake.PHS`, or ``torch.optim.SGD`` with momentum μ > 0 where γ → kγ is
+    μ → μᵏ). Steps are optimizer steps (``trainer.global_step``; with gradient accumulation
+    the step's loss is the mean over its batches): a brake decided at global step *t*, after
+    the *t*-th update, acts from the next update on.
+
+    Logged with ``log=True``: ``brake/goal_loss``, ``brake/smoothed_loss``,
+    ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ) and
+    ``brake/braked`` (1 while braked), at the steps where the Trainer writes its logs (every
+    ``log_every_n_steps``) and at every step that acted: a ``pl_module.log`` call costs
+    more than the whole decision, so the others are skipped. A brake also writes the line
+    ``GoalBrake: braked at step N (smoothed loss X <= goal Y), friction x50`` on rank zero
+    (the ``goalbrake.callbacks.goal_brake`` logger) and, with a TensorBoard logger, the
+    same text under ``brake/events``.
+
+    Checkpoints hold L₀, the stages fired, the braked step, the smoothing state and the
+    friction from before the first brake; the braked friction itself is part of the
+    optimizer state that Lightning restores, so a resumed run neither brakes twice nor
+    forgets that it braked. Under DDP the smoothed loss, L₀ and the validation loss are
+    averaged over the ranks before each decision, so every rank brakes at the same step.
+
+    Args:
+        goal: where the single stage fires, read according to ``mode``.
+        factor: friction factor of the single stage (> 0).
+        mode: ``"remaining"``, ``"reduction"`` or ``"absolute"`` (see the table).
+        reference_loss: L₀ as a number, or None to measure it.
+        reference_batches: training batches to measure L₀ on.
+        smoothing: ``"ema"``, ``"window"`` (mean of the last ``window`` losses) or
+            ``"none"`` (the raw batch loss).
+        half_life: EMA half-life in steps.
+        window: window length in steps (``smoothing="window"``).
+        stages: instead of ``goal``/``factor``, several ``(goal, factor)`` pairs fired in
+            order, each targeting a lower loss than the one before.
+        patience: fire a stage anyway once this many steps passed since the previous brake
+            (or the start) without reaching its goal.
+        restore_best: with ``patience``: before a patience brake, load the weights at the
+            lowest smoothed loss seen (a CPU copy, taken at each new minimum; it is also
+            saved in checkpoints).
+        release_after: after the last stage, restore the friction from before the first
+            brake once the smoothed loss has not set a new minimum for this many steps.
+        kick: with ``release_after``: multiply the momentum by this at the release.
+        overfit_patience: fire the next stage after ``overfit_monitor`` rose at this many
+            validations in a row.
+        overfit_monitor: the validation loss the overfit trigger watches.
+        check_every_n_steps: decide every n-th step (each check reads the device once).
+        log: log the ``brake/*`` metrics with ``pl_module.log``.
+
+    Raises:
+        ValueError: at construction, a value out of range or an unknown name (the message
+            lists what is allowed); at ``setup``, a setting the Trainer cannot serve (the
+            message ends with the fix).
+        TypeError: at ``on_fit_start``, before the first step, an optimizer other than
+            :class:`goalbrake.PHS` or ``torch.optim.SGD`` with momentum.
+
+    Example::
+
+        import lightning.pytorch as pl
+        from goalbrake.callbacks import GoalBrake
+
+        brake = GoalBrake(goal=0.15, factor=50.0, mode="remaining")
+        trainer = pl.Trainer(callbacks=[brake], max_epochs=20)
+        trainer.fit(model, datamodule)  # model.configure_optimizers returns a goalbrake.PHS
+        print(brake.braked_step, brake.reference_loss)
+    """
+
+    MODES = MODES
+    SMOOTHINGS = SMOOTHINGS
+    #: The names logged (see the class docstring for when).
+    METRICS: tuple[str, ...] = (
+        "brake/goal_loss",
+        "brake/smoothed_loss",
+        "brake/friction",
+        "brake/braked",
+    )
+
+    def __init__(
+        self,
+        goal: float = 0.15,
+        factor: float = 50.0,
+        mode: str = "remaining",
+        reference_loss: float | None = None,
+        reference_batches: int = 10,
+        smoothing: str = "ema",
+        half_life: float = 10.0,
+        window: int = 10,
+        stages: Sequence[Sequence[float]] | None = None,
+        patience: int | None = None,
+        restore_best: bool = False,
+        release_after: int | None = None,
+        kick: float = 1.0,
+        overfit_patience: int | None = None,
+        overfit_monitor: str = "val/loss",
+        check_every_n_steps: int = 1,
+        log: bool = True,
+    ) -> None:
+        super().__init__()
+        self.controller = BrakeController(
+            goal,
+            factor,
+            mode=mode,
+            stages=stages,
+            reference_loss=reference_loss,
+            smoothing=smoothing,
+            half_life=half_life,
+            window=window,
+            patience=patience,
+            restore_best=restore_best,
+            release_after=release_after,
+            kick=kick,
+            overfit_patience=overfit_patience,
+            check_every_n_steps=check_every_n_steps,
+        )
+        if not _is_int(reference_batches) or reference_batches < 1:
+            raise ValueError(
+                f"Invalid reference_batches value: {reference_batches!r} (must be an integer >= 1)"
+            )
+        if not isinstance(overfit_monitor, str) or not overfit_monitor:
+            raise ValueError(
+                f"Invalid overfit_monitor value: {overfit_monitor!r} (must be a metric name)"
+            )
+        if not isinstance(log, bool):
+            raise ValueError(f"Invalid log value: {log!r} (must be True or False)")
+        self.reference_batches = reference_batches
+        self.overfit_monitor = overfit_monitor
+        self.log = log
+        self.history: list[Decision] = []
+        self._adapters: list[FrictionAdapter] = []
+        self._pending_original: list[list[float] | None] | None = None
+        self._best = BestWeights() if restore_best else None
+        self._pending: Tensor | None = None  # losses of batches since the last optimizer step
+        self._pending_batches = 0
+        self._last_global_step = 0
+
+    # ------------------------------------------------------------------------ reading
+    @property
+    def mode(self) -> str:
+        return self.controller.mode
+
+    @property
+    def stages(self) -> tuple[tuple[float, float], ...]:
+        return self.controller.stages
+
+    @property
+    def reference_loss(self) -> float | None:
+        """L₀ (None until measured)."""
+        return self.controller.reference_loss
+
+    @property
+    def braked_step(self) -> int | None:
+        """The global step at which the first stage fired (None before)."""
+        return self.controller.braked_step
+
+    @property
+    def braked(self) -> bool:
+        """Whether the friction is braked now."""
+        return self.controller.braked
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's _generate_state_key format: instances with other stages coexist.
+        return f"{type(self).__qualname__}{dict(mode=self.mode, stages=list(self.stages))!r}"
+
+    # -------------------------------------------------------------------------- hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Checks that need the Trainer; each error ends with the fix."""
+        if stage != "fit":
+            return
+        if self.controller.overfit_patience is not None and not trainer.limit_val_batches:
+            raise ValueError(
+                f"GoalBrake(overfit_patience={self.controller.overfit_patience}) watches the "
+                f"validation loss, but the Trainer has limit_val_batches="
+                f"{trainer.limit_val_batches!r}; set limit_val_batches > 0 or overfit_patience=None"
+            )
+        needs_reference = self.reference_loss is None and self.mode != "absolute"
+        if (
+            needs_reference
+            and not getattr(pl_module, "automatic_optimization", True)
+            and not callable(getattr(pl_module, "reference_loss", None))
+        ):
+            raise ValueError(
+                "GoalBrake cannot measure the reference loss of a module with manual "
+                "optimization (its training_step would update the weights); define "
+                "reference_loss(batch) on the module or pass GoalBrake(reference_loss=<float>)"
+            )
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Wrap every optimizer (an unsupported one fails here, before the first step)."""
+        optimizers = list(trainer.optimizers)
+        if not optimizers:
+            raise ValueError(
+                "GoalBrake found no optimizer; return a goalbrake.PHS (or a torch.optim.SGD "
+                "with momentum) from configure_optimizers"
+            )
+        self._adapters = [friction_adapter(opt) for opt in optimizers]
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Restore the pre-brake record after a resume, and measure L₀ on a fresh run."""
+        self._pending, self._pending_batches = None, 0
+        self._last_global_step = trainer.global_step
+        if self._pending_original is not None:
+            if len(self._pending_original) != len(self._adapters):
+                raise ValueError(
+                    f"Invalid GoalBrake state: {len(self._pending_original)} optimizers in the "
+                    f"checkpoint, {len(self._adapters)} now (resume with the same optimizers)"
+                )
+            for adapter, original in zip(self._adapters, self._pending_original, strict=True):
+                adapter.load_state_dict({"original": original})
+            self._pending_original = None
+        if self.controller.braked:
+            factor = self.controller.factor
+            if any([adapter.reconcile(factor) for adapter in self._adapters]):
+                self._event(
+                    trainer,
+                    f"GoalBrake: the optimizer state did not carry the brake of step "
+                    f"{self.braked_step}; braked it again (friction x{factor:g})",
+                    level=logging.WARNING,
+                )
+        if self.reference_loss is None and self.mode != "absolute":
+            self.controller.set_reference(self._measure_reference(trainer, pl_module))
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Feed the step's loss; decide at checks; log the brake metrics."""
+        loss = self._batch_loss(trainer, pl_module, outputs)
+        if loss is None:
+            return
+        # One controller step per optimizer step: with gradient accumulation, the mean of
+        # the accumulated batches' losses is fed once the optimizer has stepped.
+        self._pending = loss if self._pending is None else self._pending + loss
+        self._pending_batches += 1
+        if trainer.global_step == self._last_global_step:
+            return
+        self._last_global_step = trainer.global_step
+        if self._pending_batches > 1:
+            loss = self._pending / self._pending_batches
+        self._pending, self._pending_batches = None, 0
+        controller = self.controller
+        controller.observe(loss)
+        if controller.step % controller.check_every_n_steps == 0:
+            if trainer.world_size > 1:
+                controller.sync_smoothing(lambda t: trainer.strategy.reduce(t, reduce_op="mean"))
+            decisions = controller.evaluate()
+            self._act(trainer, pl_module, decisions)
+        else:
+            decisions = []
+        if self.log and (decisions or _logs_now(trainer)):
+            self._log_metrics(pl_module)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Feed the validation loss to the overfit trigger."""
+        if self.controller.overfit_patience is None or trainer.sanity_checking:
+            return
+        if getattr(getattr(trainer, "state", None), "fn", "fit") != "fit":
+            return  # a str enum: equal to its value
+        metrics = trainer.callback_metrics
+        value = metrics.get(self.overfit_monitor)
+        if value is None:
+            raise RuntimeError(
+                f"GoalBrake's overfit trigger watches `{self.overfit_monitor}`, which was not "
+                f"logged (logged: {', '.join(f'`{k}`' for k in metrics) or 'nothing'}); log it "
+                "in validation_step or pass overfit_monitor=<one of those>"
+            )
+        value = torch.as_tensor(value, dtype=torch.float64).detach().clone()
+        if trainer.world_size > 1:
+            value = trainer.strategy.reduce(value.to(pl_module.device), reduce_op="mean")
+        self._act(trainer, pl_module, self.controller.observe_validation(float(value)))
+
+    # -------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's flat state, the pre-brake friction per optimizer and group, and
+        the best weights (``restore_best`` only)."""
+        state = self.controller.state_dict()
+        if self._adapters:
+            state["original"] = [adapter.original for adapter in self._adapters]
+        else:
+            state["original"] = self._pending_original
+        if self._best is not None and self._best.saved:
+            state["best_weights"] = self._best.state
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.controller.load_state_dict(state_dict)
+        self._pending_original = state_dict.get("original")
+        best = state_dict.get("best_weights")
+        if self._best is not None and best is not None:
+            self._best.state = {k: v.detach().to("cpu", copy=True) for k, v in best.items()}
+
+    # ---------------------------------------------------------------------- internals
+    @staticmethod
+    def _batch_loss(trainer: Any, pl_module: Any, outputs: Any) -> Tensor | None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        automatic = getattr(pl_module, "automatic_optimization", True)
+        if not isinstance(loss, Tensor):
+            if automatic:
+                return None  # training_step returned None: Lightning skipped this batch
+            raise RuntimeError(
+                "GoalBrake needs each batch's loss, but training_step returned "
+                f"{type(outputs).__name__}; return the loss (a tensor, or a dict with 'loss')"
+            )
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1)
+        if automatic and accumulate != 1:
+            loss = loss * accumulate  # Lightning hands out loss / accumulate_grad_batches
+        return loss
+
+    def _act(self, trainer: Any, pl_module: Any, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
+        apply_decisions(decisions, self._adapters, module=pl_module, best=self._best)
+        for decision in decisions:
+            self.history.append(decision)
+            if isinstance(decision, Brake):
+                self._event(
+                    trainer,
+                    f"GoalBrake: braked at step {decision.step} ({decision.reason}), "
+                    f"friction x{decision.factor:g}",
+                )
+            elif isinstance(decision, Release):
+                kick = f", momentum x{decision.kick:g}" if decision.kick != 1.0 else ""
+                self._event(
+                    trainer,
+                    f"GoalBrake: released at step {decision.step} ({decision.reason}), "
+                    f"friction restored{kick}",
+                )
+            elif isinstance(decision, RestoreBest):
+                self._event(
+                    trainer,
+                    f"GoalBrake: restored the weights of step {decision.step} "
+                    f"(smoothed loss {decision.loss:.4g})",
+                )
+
+    @staticmethod
+    def _event(trainer: Any, message: str, level: int = logging.INFO) -> None:
+        """A log line and a TensorBoard text on rank zero."""
+        if not getattr(trainer, "is_global_zero", True):
+            return
+        _logger.log(level, message)
+        for logger in getattr(trainer, "loggers", ()):
+            add_text = getattr(getattr(logger, "experiment", None), "add_text", None)
+            if callable(add_text):
+                add_text("brake/events", message, global_step=trainer.global_step)
+
+    def _log_metrics(self, pl_module: Any) -> None:
+        controller = self.controller
+        smoothed = controller.smoothed()
+        if smoothed is None or (controller.reference_loss is None and self.mode != "absolute"):
+            return
+        friction = self._adapters[0].friction() if self._adapters else math.nan
+        if isinstance(friction, Tensor):
+            friction = friction.detach().clone()  # braking mutates it in place later
+        values = (controller.target, smoothed, friction, float(controller.braked))
+        for name, value in zip(self.METRICS, values, strict=True):
+            pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+
+    @torch.no_grad()
+    def _measure_reference(self, trainer: Any, pl_module: Any) -> float:
+        """Mean loss of the initial weights over ``reference_batches`` training batches."""
+        loader = trainer.train_dataloader
+        if loader is None or isinstance(loader, (Mapping, list, tuple)):
+            raise ValueError(
+                "GoalBrake measures the reference loss on one training dataloader, but the "
+                f"Trainer has {type(loader).__name__}; pass GoalBrake(reference_loss=<float>)"
+            )
+        custom = getattr(pl_module, "reference_loss", None)
+        buffers = {name: b.detach().clone() for name, b in pl_module.named_buffers()}
+        precision = getattr(trainer, "precision_plugin", None)
+        context = getattr(precision, "train_step_context", contextlib.nullcontext)
+        losses: list[Tensor] = []
+        with (
+            _rng_kept(pl_module.device, loader),
+            _silenced_logging(pl_module),
+            context(),
+        ):
+            for batch_idx, batch in enumerate(loader):
+                if batch_idx >= self.reference_batches:
+                    break
+                batch = trainer.strategy.batch_to_device(batch)
+                if callable(custom):
+                    out = custom(batch)
+                else:
+                    out = pl_module.training_step(batch, batch_idx)
+                loss = out.get("loss") if isinstance(out, Mapping) else out
+                if not isinstance(loss, Tensor):
+                    source = "reference_loss" if callable(custom) else "training_step"
+                    raise RuntimeError(
+                        f"GoalBrake measures the reference loss with {source}, which returned "
+                        f"{type(out).__name__}; return the loss (a tensor, or a dict with "
+                        "'loss') or pass GoalBrake(reference_loss=<float>)"
+                    )
+                losses.append(loss.detach().float().reshape(()))
+        for name, b in pl_module.named_buffers():
+            if name in buffers:
+                b.copy_(buffers[name])
+        if not losses:
+            raise ValueError(
+                "GoalBrake could not measure the reference loss: the training dataloader "
+                "yielded no batch; pass GoalBrake(reference_loss=<float>)"
+            )
+        value = torch.stack(losses).mean()
+        if trainer.world_size > 1:
+            value = trainer.strategy.reduce(value, reduce_op="mean")
+        return float(value)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(mode={self.mode!r}, stages={list(self.stages)!r}, "
+            f"reference_loss={self.reference_loss!r}, braked_step={self.braked_step!r})"
+        )
+
+
+def _loader_generators(loader: Any) -> list[torch.Generator]:
+    """The generators a DataLoader's shuffling draws from (its own, its samplers')."""
+    found: dict[int, torch.Generator] = {}
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for owner in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator):
+            found[id(generator)] = generator
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def _rng_kept(device: torch.device, loader: Any) -> Iterator[None]:
+    """Leave every random stream as it was: the global ones and the loader's generators
+    (iterating a shuffling loader draws from them), so the first epoch is unchanged."""
+    generators = _loader_generators(loader)
+    states = [g.get_state() for g in generators]
+    if device.type == "cpu":
+        fork = torch.random.fork_rng(devices=[])
+    else:
+        fork = torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
+    try:
+        with fork:
+            yield
+    finally:
+        for g, state in zip(generators, states, strict=True):
+            g.set_state(state)
+
+
+@contextlib.contextmanager
+def _silenced_logging(pl_module: Any) -> Iterator[None]:
+    """``self.log`` / ``self.log_dict`` as no-ops (``training_step`` runs outside its loop)."""
+
+    def _noop(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    pl_module.log = _noop
+    pl_module.log_dict = _noop
+    try:
+        yield
+    finally:
+        del pl_module.log
+        del pl_module.log_dict
