@@ -7,7 +7,9 @@ process:
 
 - ``baseline``: no callback of goalbrake's;
 - ``goalbrake``: ``GoalBrake(goal=0.5)`` (it brakes during the run, so steps before and
-  after the brake are both timed), logging its four ``brake/*`` metrics every step;
+  after the brake are both timed), logging its four ``brake/*`` metrics at the Trainer's
+  logging steps (``log_every_n_steps=50``);
+- ``goalbrake-nolog``: the same with ``log=False`` (the decision logic alone);
 - ``energy`` and ``goalbrake+energy``: with ``goalbrake.EnergyMonitor``, when it exists.
 
 Method: every configuration is one fresh Trainer fit of ``--steps`` steps; a timing callback
@@ -129,7 +131,7 @@ def make_loader(batch_size: int, steps: int) -> DataLoader:
 def callbacks_for(name: str) -> list[pl.Callback]:
     out: list[pl.Callback] = []
     if "goalbrake" in name:
-        out.append(TimedGoalBrake(goal=0.5, factor=50.0))
+        out.append(TimedGoalBrake(goal=0.5, factor=50.0, log=not name.endswith("nolog")))
     if "energy" in name:
         out.append(EnergyMonitor())
     return out
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("goalbrake").setLevel(logging.WARNING)
 
-    names = ["baseline", "goalbrake"]
+    names = ["baseline", "goalbrake", "goalbrake-nolog"]
     if EnergyMonitor is not None:
         names += ["energy", "goalbrake+energy"]
     loader = make_loader(args.batch_size, args.steps)
