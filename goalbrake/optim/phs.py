@@ -464,6 +464,10 @@ def _add_scaled_(dst: list[Tensor], src: list[Tensor], coef: Coef) -> None:
     """dst += coef ⊙ src for a number, a 0-d tensor, or one tensor per element."""
     if isinstance(coef, list):
         torch._foreach_addcmul_(dst, src, coef)
+    elif isinstance(coef, Tensor) and coef.device.type == "cpu":
+        # Reading a CPU tensor syncs nothing; a temporary the size of the parameters would
+        # cost a page-faulting allocation and two more passes over memory.
+        torch._foreach_add_(dst, src, alpha=coef.item())
     elif isinstance(coef, Tensor):
         torch._foreach_add_(dst, torch._foreach_mul(src, coef))
     else:
