@@ -6,9 +6,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from fakedata import CIFAR10_LABEL_NAMES, py2_pickle_bytes, write_cifar10
 
 from goalbrake.data import CorruptDatasetError, read_cifar_batch, read_cifar_meta
+from tests.fakedata import CIFAR10_LABEL_NAMES, py2_pickle_bytes, write_cifar10
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from fakedata import write_cifar10, write_fashion_mnist
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader
@@ -18,6 +17,7 @@ from goalbrake.data import (
     TensorLoader,
 )
 from goalbrake.models import LeNet
+from tests.fakedata import write_cifar10, write_fashion_mnist
 
 
 @pytest.fixture(scope="module")

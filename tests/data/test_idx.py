@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from fakedata import idx_bytes
 
 from goalbrake.data import CorruptDatasetError, read_idx, read_idx_images, read_idx_labels
+from tests.fakedata import idx_bytes
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fakedata import py2_pickle_bytes
 
 from goalbrake.data import CIFAR10DataModule, FashionMNISTDataModule, read_cifar_meta
+from tests.fakedata import py2_pickle_bytes
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 CIFAR = os.environ.get("GOALBRAKE_TEST_CIFAR10")

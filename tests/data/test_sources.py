@@ -4,7 +4,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from fakedata import write_cifar10, write_fashion_mnist
 
 from goalbrake.data import (
     CIFAR10_SOURCE,
@@ -17,6 +16,7 @@ from goalbrake.data import (
     search_places,
     user_cache_dir,
 )
+from tests.fakedata import write_cifar10, write_fashion_mnist
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 

@@ -1,5 +1,6 @@
 """TensorLoader: permutations per epoch, seeding, distributed shards, resume, normalization."""
 
+import itertools
 import math
 
 import pytest
@@ -157,6 +158,21 @@ def test_resume_mid_epoch_continues_with_the_remaining_batches():
     assert all(torch.equal(a, b) for a, b in zip(head + tail, full, strict=True))
     # the epoch after continues normally
     assert torch.equal(epoch_labels(resumed), resumed.sampler.indices(3))
+
+
+def test_a_peek_before_the_resumed_iteration_does_not_use_up_the_state():
+    first = make_loader(shuffle=True)
+    iterator = iter(first)
+    head = [next(iterator)[1] for _ in range(3)]
+    resumed = make_loader(shuffle=True)
+    resumed.load_state_dict(first.state_dict())
+    peek = list(itertools.islice(resumed, 2))  # e.g. a callback measuring two batches first
+    assert torch.equal(peek[0][1], resumed.sampler.indices(0)[30:40])
+    resumed.set_epoch(0)
+    tail = [y for _, y in resumed]
+    assert torch.equal(torch.cat(head + tail), resumed.sampler.indices(0))
+    resumed.set_epoch(0)  # after a complete iteration the state is spent
+    assert torch.equal(epoch_labels(resumed), resumed.sampler.indices(0))
 
 
 def test_resume_from_a_finished_epoch_starts_the_next():
