@@ -90,7 +90,8 @@ class ImageClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
+        # update() only accumulates; calling the metric would also compute a per-batch value.
+        self.train_acc.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
@@ -101,7 +102,7 @@ class ImageClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
-        metric(logits, y)
+        metric.update(logits, y)
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
