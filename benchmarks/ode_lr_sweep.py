@@ -163,8 +163,8 @@ def one_epoch(
     if status == "ok" and not math.isfinite(acc):
         status = "nan output"
     elif status == "ok" and acc < CHANCE:
-        # At chance: a loss far above ln 10 (the loss of a uniform guess) blew up, one
-        # near it never moved (an lr too small to learn anything in one epoch).
+        # At chance: a loss far above ln 10 (the loss of a uniform guess) blew up; one
+        # near it means a uniform guess (nothing learned at a tiny lr, or a collapse).
         status = "loss blew up" if last_loss > 2.0 * math.log(10.0) else "at chance"
     return {
         "method": method,
@@ -243,7 +243,9 @@ def report(results: list[dict[str, Any]], lrs: list[float], methods: list[str]) 
     print(table(results, lrs, methods))
     print()
     print("Diverged (NaN/inf loss or output, solver gave up, or accuracy < 15% with the loss")
-    print("above 2 ln 10) and at chance (accuracy < 15%, loss near ln 10: nothing learned):")
+    print("above 2 ln 10) and at chance (accuracy < 15% with the loss near ln 10: the net")
+    print("predicts a uniform guess, from too small an lr or from a collapse after too large")
+    print("a step):")
     print(divergence(results, lrs, methods))
 
 
