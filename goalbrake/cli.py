@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,8 +120,10 @@ def main(args: Sequence[str] | None = None) -> int:
         from goalbrake.sweep.report import main as report_main
 
         return report_main(argv[1:])
-    # Lightning's CLI, not the user, calls jsonargparse APIs deprecated in 4.49: not news for them.
+    # Lightning's CLI, not the user, calls jsonargparse APIs deprecated in 4.49, and Lightning
+    # 2.6 uses a torch pytree check that torch 2.14 deprecates: neither is news for a user.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
     from jsonargparse import ArgumentError
 
     try:
