@@ -363,6 +363,10 @@ _BY_NAME: dict[str, type[KineticEnergy]] = {
 }
 KINETIC_NAMES: tuple[str, ...] = tuple(_BY_NAME)
 _DEFAULTS: dict[str, KineticEnergy] = {name: cls() for name, cls in _BY_NAME.items()}
+# A kinetic energy given as an instance is stored in param_groups, so checkpoints hold it:
+# allow the built-in ones under torch.load(weights_only=True), Lightning's default. A
+# user-defined KineticEnergy needs the same torch.serialization.add_safe_globals call.
+torch.serialization.add_safe_globals(list(_BY_NAME.values()))
 
 
 def get_kinetic(spec: str | KineticEnergy) -> KineticEnergy:

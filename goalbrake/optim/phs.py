@@ -442,8 +442,9 @@ def _coefficients(scheme: str, x: Number, lr: Number) -> tuple[Number, Number]:
         return 1.0 - x, lr  # explicit Euler on the friction
     if scheme in ("conformal", "nesterov"):
         return _exp_neg(x), lr  # the friction flow p' = −(x/α) p solved exactly
-    # stormer_verlet: trapezoidal friction, p⁺ − p = −α g − (x/2)(p + p⁺)
-    return (2.0 - x) / (2.0 + x), 2.0 * lr / (2.0 + x)
+    if scheme == "stormer_verlet":  # trapezoidal friction, p⁺ − p = −α g − (x/2)(p + p⁺)
+        return (2.0 - x) / (2.0 + x), 2.0 * lr / (2.0 + x)
+    raise ValueError(f"Invalid scheme value: {scheme!r} (must be one of {', '.join(SCHEMES)})")
 
 
 def _rate_coefficients(scheme: str, c: Mobility, lr: Number, friction: Number) -> tuple[Coef, Coef]:
