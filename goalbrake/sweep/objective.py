@@ -1,0 +1,257 @@
+"""One trial = one Lightning fit, built by the same builder as ``goalbrake fit``.
+
+:class:`Objective` samples the trial's setting (:meth:`SweepSpec.suggest`), builds the fit
+config (base config + fixed values + sampled values + seed), builds the run with
+:func:`goalbrake.cli.build` and fits it with three callbacks added:
+
+* :class:`~goalbrake.sweep.trial_callbacks.NonFiniteLossPruner`: NaN/inf loss → PRUNED,
+  reason in the user attr ``prune_reason``;
+* :class:`~goalbrake.sweep.trial_callbacks.TrialRecorder`: per-epoch metrics in the user
+  attr ``curve``;
+* optuna-integration's ``PyTorchLightningPruningCallback`` on the objective metric, with
+  ``check_pruned()`` after fit as its documentation asks for distributed training.
+
+The objective value is the best validation value over the epochs (the epoch a
+checkpoint selected on validation would keep); the last epoch's value is the user attr
+``final_value``. Only ``trainer.fit`` runs: the test set is never touched by a search.
+The TensorBoard run of trial n is ``<runs>/<study>/trial_<n>``, with the trial's
+hyperparameters and ``hp/objective``, ``hp/final``, ``hp/epochs`` in the HPARAMS tab.
+
+User attrs of a trial: ``worker`` (host, pid, index), ``config`` (every reported
+parameter's effective value, base, method, seed), ``curve``, ``best_epoch``,
+``final_value``, ``epochs``, ``duration_s``, ``tensorboard``, and ``prune_reason`` or
+``fail_reason`` when it did not complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from lightning.pytorch.trainer.states import TrainerStatus
+from optuna_integration import PyTorchLightningPruningCallback
+
+from goalbrake.sweep.spec import SweepSpec, TrialSetting
+from goalbrake.sweep.storage import AskLock
+from goalbrake.sweep.trial_callbacks import (
+    NonFiniteLossPruner,
+    StopCheck,
+    StopRequested,
+    TrialRecorder,
+)
+
+__all__ = ["Interrupted", "Objective", "fit_config", "trial_dir"]
+
+#: User attrs that describe one attempt; a retried trial starts with them cleared.
+ATTEMPT_ATTRS = ("fail_reason", "prune_reason", "nonfinite", "curve", "best_epoch", "final_value")
+INTERRUPTED = "interrupted"
+
+
+class Interrupted(KeyboardInterrupt):
+    """The worker was asked to stop (SIGINT/SIGTERM) while a trial ran."""
+
+
+def trial_dir(runs_dir: str | Path, study: str, number: int) -> Path:
+    """The TensorBoard run directory of trial ``number``."""
+    return Path(runs_dir) / study / f"trial_{number}"
+
+
+def fit_config(
+    spec: SweepSpec, setting: TrialSetting, runs_dir: str | Path, number: int
+) -> dict[str, Any]:
+    """The full fit config of a trial, with its logger (and checkpoint) set by the sweep."""
+    config = spec.trial_config(setting)
+    trainer = config.setdefault("trainer", {})
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {
+            "save_dir": str(Path(runs_dir) / spec.study),
+            "name": "",
+            "version": f"trial_{number}",
+            "default_hp_metric": False,
+        },
+    }
+    trainer["enable_progress_bar"] = False
+    trainer.setdefault("enable_model_summary", False)
+    callbacks = [
+        c
+        for c in trainer.get("callbacks") or []
+        if not str((c or {}).get("class_path", "")).endswith("ModelCheckpoint")
+    ]
+    if spec.checkpoint:
+        callbacks.append(
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {
+                    "monitor": spec.metric,
+                    "mode": "max" if spec.direction == "maximize" else "min",
+                    "filename": "best-epoch{epoch:02d}",
+                    "auto_insert_metric_name": False,
+                },
+            }
+        )
+    trainer["callbacks"] = callbacks
+    trainer["enable_checkpointing"] = spec.checkpoint
+    return config
+
+
+def build_trial(config: dict[str, Any]) -> Any:
+    """Build the run of a trial config with the app's one builder (no ``run``)."""
+    from goalbrake.cli import build
+
+    # LightningCLI warns when sys.argv carries words besides a dict config; a sweep's
+    # argv (goalbrake sweep --config ...) is not for the trial's parser.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return build(
+            copy.deepcopy(config),
+            run=False,
+            parser_kwargs={"exit_on_error": False},
+            trainer_defaults={"callbacks": []},
+        )
+    finally:
+        sys.argv = argv
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+class Objective:
+    """The objective of a sweep's trials (see the module docstring).
+
+    Args:
+        spec: the validated sweep.
+        runs_dir: where runs/<study>/trial_<n> go.
+        worker: who runs the trials (stored in the ``worker`` user attr).
+        lock: the study's ask lock, held by the caller while the trial starts; released
+            once the trial has its worker and parameters.
+        stop: set by the worker's signal handler; the running fit ends at its next batch
+            and the trial is FAIL with ``fail_reason: interrupted``.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        runs_dir: str | Path,
+        worker: dict[str, Any] | None = None,
+        lock: AskLock | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.stop = stop or threading.Event()
+        self.runs_dir = Path(runs_dir)
+        self.worker = worker or {"host": socket.gethostname(), "pid": os.getpid(), "index": 0}
+        self.lock = lock
+        #: The last trial's end: "complete", "pruned", "interrupted" or "error".
+        self.last_outcome: str | None = None
+
+    def _start(self, trial: optuna.Trial) -> tuple[TrialSetting, dict[str, Any]]:
+        trial.set_user_attr("worker", self.worker)
+        inherited = trial.user_attrs
+        for key in ATTEMPT_ATTRS:
+            if inherited.get(key) is not None:
+                trial.set_user_attr(key, None)
+        setting = self.spec.suggest(trial)
+        config = fit_config(self.spec, setting, self.runs_dir, trial.number)
+        trial.set_user_attr("config", self.spec.describe(setting, config))
+        trial.set_user_attr(
+            "tensorboard", str(trial_dir(self.runs_dir, self.spec.study, trial.number))
+        )
+        return setting, config
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.last_outcome = "error"
+        try:
+            try:
+                _, config = self._start(trial)
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
+            if self.stop.is_set():
+                raise StopRequested("the worker was asked to stop")
+            return self._fit(trial, config)
+        except optuna.TrialPruned:
+            self.last_outcome = "pruned"
+            raise
+        except (StopRequested, KeyboardInterrupt, SystemExit) as err:
+            self.last_outcome = INTERRUPTED
+            trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the worker was stopped")
+            raise Interrupted() from err
+        except Exception as err:
+            reason = trial.user_attrs.get("fail_reason") or f"error: {_first_line(err)}"
+            trial.set_user_attr("fail_reason", reason)
+            raise
+
+    def _fit(self, trial: optuna.Trial, config: dict[str, Any]) -> float:
+        start = time.perf_counter()
+        try:
+            cli = build_trial(config)
+        except SystemExit as err:  # pragma: no cover - exit_on_error=False prevents it
+            raise ValueError(f"the trial's fit config does not parse (exit {err.code})") from None
+        trainer = cli.trainer
+        guard = NonFiniteLossPruner(trial)
+        recorder = TrialRecorder(trial, self.spec.metric, self.spec.direction)
+        pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.metric)
+        trainer.callbacks.extend([StopCheck(self.stop), guard, recorder, pruning])
+        outcome = "complete"
+        try:
+            trainer.fit(cli.model, datamodule=cli.datamodule)
+            if trainer.state.status == TrainerStatus.INTERRUPTED:
+                raise KeyboardInterrupt
+            # Under DDP the pruning decision travels through the storage (RDB only).
+            pruning.check_pruned()
+        except optuna.TrialPruned as err:
+            outcome = "pruned"
+            if not trial.user_attrs.get("prune_reason"):
+                trial.set_user_attr("prune_reason", f"{self.spec.pruner} pruner: {err}")
+            raise
+        finally:
+            if outcome == "pruned" or recorder.best is not None:
+                self._finish(trial, trainer, recorder, outcome, time.perf_counter() - start)
+        if recorder.best is None:
+            logged = sorted(trainer.callback_metrics)
+            raise ValueError(
+                f"the objective metric {self.spec.metric!r} was never logged "
+                f"(logged: {', '.join(logged) or 'nothing'}; is validation on?)"
+            )
+        self.last_outcome = "complete"
+        return recorder.best
+
+    def _finish(
+        self,
+        trial: optuna.Trial,
+        trainer: Any,
+        recorder: TrialRecorder,
+        outcome: str,
+        seconds: float,
+    ) -> None:
+        epochs = len(recorder.curve["epoch"])
+        trial.set_user_attr("best_epoch", recorder.best_epoch)
+        trial.set_user_attr("final_value", recorder.final)
+        trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("duration_s", round(seconds, 3))
+        logger = trainer.logger
+        if logger is None:
+            return
+        record = dict(trial.user_attrs.get("config") or {})
+        hparams = {k: v for k, v in record.items() if v is not None}
+        hparams["trial"] = trial.number
+        hparams["outcome"] = outcome
+        nan = math.nan
+        metrics = {
+            "hp/objective": nan if recorder.best is None else recorder.best,
+            "hp/final": nan if recorder.final is None else recorder.final,
+            "hp/epochs": float(epochs),
+        }
+        logger.log_hyperparams(hparams, metrics)
+        logger.finalize("success" if outcome == "complete" else "failed")

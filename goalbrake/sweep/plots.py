@@ -1,0 +1,396 @@
+"""The report's figures (matplotlib, Agg backend, PNG).
+
+* :func:`plot_objective_vs_params`: the objective against each varying hyperparameter,
+  one panel per parameter, colored by method; grid points with several seeds show
+  mean ± std; pruned trials hollow.
+* :func:`plot_curves`: the validation metric over epochs of the best point of each method
+  (SGD, PHS, goal-oriented braking): the paper's Fig. 3; mean ± std band over seeds and the
+  epoch where the brake fired.
+* :func:`plot_mass_friction`: the objective over mass × friction at fixed lr (the paper's
+  Fig. 1): a heatmap of cell means (± std) on a grid, a scatter for continuous samples.
+* :func:`plot_importances` and :func:`plot_history`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from goalbrake.sweep.results import Point, StudyResults
+
+__all__ = [
+    "plot_curves",
+    "plot_history",
+    "plot_importances",
+    "plot_mass_friction",
+    "plot_objective_vs_params",
+]
+
+METHOD_COLORS = {"sgd": "#1f77b4", "phs": "#ff7f0e", "goal": "#2ca02c"}
+METHOD_LABELS = {"sgd": "SGD", "phs": "PHS", "goal": "PHS + goal braking"}
+_OTHER_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+MASS, FRICTION, LR = "optimizer.mass", "optimizer.friction", "optimizer.lr"
+
+
+def _color(method: str, seen: dict[str, str]) -> str:
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return seen.setdefault(method, _OTHER_COLORS[len(seen) % len(_OTHER_COLORS)])
+
+
+def _label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _log_scale(values: Sequence[float]) -> bool:
+    positive = [v for v in values if v > 0]
+    return len(positive) == len(values) and len(values) > 1 and max(values) / min(values) >= 10
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _metric_label(results: StudyResults) -> str:
+    return f"{results.metric} (best epoch)"
+
+
+def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
+    """One panel per varying hyperparameter: objective (and pruned trials' last value).
+
+    With several seeds per point, each point is drawn as mean ± std over its seeds (the
+    seeds themselves faint); otherwise every trial is one marker.
+    """
+    names = [n for n in results.varying() if n != "row"]
+    rows = [r for r in results.rows if r.state in ("COMPLETE", "PRUNED") and r.value is not None]
+    if not names or not rows:
+        return None
+    per_point = results.attrs.get("seeds", 1) > 1
+    points = results.points() if per_point else []
+    cols = min(3, len(names))
+    nrows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(
+        nrows,
+        cols,
+        figsize=(4.6 * cols, 3.5 * nrows + 0.7),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    seen: dict[str, str] = {}
+    methods_drawn: set[str] = set()
+    # The y range follows the complete trials; pruned trials (whose last value may be far
+    # below) sit on the bottom edge as hollow triangles.
+    done = [r.value for r in rows if r.state == "COMPLETE"] or [r.value for r in rows]
+    lo, hi = min(done), max(done)
+    pad = max(0.06 * (hi - lo), 0.005)
+    floor = lo - 2.0 * pad
+    for ax, name in zip(axes.flat, names, strict=False):
+        present = [r for r in rows if name in r.config]
+        values = [r.config[name] for r in present]
+        numeric = _numeric(values)
+        if numeric:
+            positions = {v: float(v) for v in values}
+            log = _log_scale([float(v) for v in values])
+        else:
+            cats = sorted({str(v) for v in values})
+            positions = {v: float(cats.index(str(v))) for v in values}
+            tilt = len(cats) > 3
+            ax.set_xticks(
+                range(len(cats)), cats, rotation=30 if tilt else 0, ha="right" if tilt else "center"
+            )
+            ax.set_xlim(-0.6, len(cats) - 0.4)
+            log = False
+
+        def spread(x: float, salt: int, log: bool = log, numeric: bool = numeric) -> float:
+            # Deterministic jitter so overlapping markers stay visible.
+            u = ((salt * 2654435761) % 1000) / 1000 - 0.5
+            return x * (1.0 + 0.12 * u) if log else x + u * (0.3 if not numeric else 0.0)
+
+        for r in present:
+            color = _color(r.method, seen)
+            methods_drawn.add(r.method)
+            x = spread(positions[r.config[name]], r.number)
+            if r.state == "COMPLETE":
+                ax.scatter(
+                    x,
+                    r.value,
+                    s=16 if per_point else 22,
+                    color=color,
+                    alpha=0.25 if per_point else 0.6,
+                    linewidths=0,
+                )
+            else:
+                ax.scatter(
+                    x,
+                    max(r.value, floor),
+                    s=26,
+                    marker="v",
+                    facecolors="none",
+                    edgecolors=color,
+                    alpha=0.8,
+                )
+        for i, point in enumerate(points):
+            value = point.param(name)
+            mean, std = point.value
+            if value is None or mean is None:
+                continue
+            ax.errorbar(
+                spread(positions[value], i + 7919),
+                mean,
+                yerr=std or 0.0,
+                fmt="o",
+                ms=4,
+                color=_color(point.method, seen),
+                capsize=2,
+                lw=1.0,
+            )
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylim(floor - pad, hi + pad)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(_metric_label(results))
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color=_color(m, seen), label=_label(m))
+        for m in sorted(methods_drawn)
+    ]
+    if any(r.state == "PRUNED" for r in rows):
+        handles.append(
+            plt.Line2D(
+                [],
+                [],
+                marker="v",
+                ls="",
+                mfc="none",
+                color="grey",
+                label="pruned (last value, clipped)",
+            )
+        )
+    if per_point:
+        handles.append(
+            plt.Line2D(
+                [], [], marker="o", ls="-", color="grey", label="setting: mean ± std over seeds"
+            )
+        )
+    fig.suptitle(f"{results.name}: {results.metric} vs hyperparameters")
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9
+    )
+    return _save(fig, path)
+
+
+def _stack(series: list[list[float | None]]) -> np.ndarray:
+    width = max(len(s) for s in series)
+    out = np.full((len(series), width), np.nan)
+    for i, s in enumerate(series):
+        out[i, : len(s)] = [np.nan if v is None else v for v in s]
+    return out
+
+
+def plot_curves(results: StudyResults, path: Path) -> Path | None:
+    """The validation metric per epoch of each method's best point (paper's Fig. 3)."""
+    best = results.best_per_method()
+    if not best:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.4), layout="constrained")
+    seen: dict[str, str] = {}
+    order = sorted(best, key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9)
+    for method in order:
+        point: Point = best[method]
+        runs = [t for t in point.complete if t.curve.get(results.metric)]
+        if not runs:
+            continue
+        ys = _stack([t.curve[results.metric] for t in runs])
+        epochs = np.arange(ys.shape[1]) + 1
+        mean = np.nanmean(ys, axis=0)
+        color = _color(method, seen)
+        value, _ = point.value
+        label = f"{_label(method)} (best {value:.3f}"
+        label += f", {len(runs)} seeds)" if len(runs) > 1 else ")"
+        ax.plot(epochs, mean, color=color, lw=1.8, marker="o", ms=3, label=label)
+        if len(runs) > 1:
+            std = np.nanstd(ys, axis=0, ddof=1)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+        braked = [t.curve.get("brake/braked") for t in runs]
+        fired = [
+            next((i for i, b in enumerate(col) if b and b > 0.5), None) for col in braked if col
+        ]
+        fired = [f for f in fired if f is not None]
+        if fired:
+            epoch = int(np.median(fired)) + 1
+            ax.axvline(epoch, color=color, ls=":", lw=1.2)
+            ax.annotate(
+                "brake",
+                (epoch, np.nanmin(mean)),
+                color=color,
+                fontsize=8,
+                rotation=90,
+                va="bottom",
+                ha="right",
+            )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(results.metric)
+    ax.set_title(f"{results.name}: {results.metric} of each method's best setting")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
+    """Objective over mass × friction, one panel per lr (paper's Fig. 1); None if n/a."""
+    candidates = [
+        r
+        for r in results.rows
+        if r.state == "COMPLETE"
+        and MASS in r.config
+        and FRICTION in r.config
+        and r.value is not None
+    ]
+    # One method per figure: PHS (the paper's Fig. 1) when it varies both, else the first
+    # method that does.
+    rows: list[Any] = []
+    method = ""
+    for method in ("phs", "goal", *sorted({r.method for r in candidates})):
+        rows = [r for r in candidates if r.method == method]
+        if len({r.config[MASS] for r in rows}) > 1 and len({r.config[FRICTION] for r in rows}) > 1:
+            break
+    else:
+        return None
+    masses = sorted({r.config[MASS] for r in rows})
+    frictions = sorted({r.config[FRICTION] for r in rows})
+    lrs = sorted({r.config.get(LR) for r in rows}, key=lambda v: (v is None, v))
+    continuous = len(masses) > 12 or len(frictions) > 12 or len(lrs) > 4
+    panels: list[tuple[str, list[Any]]]
+    if continuous:
+        panels = [("all lr", rows)]
+    else:
+        panels = [(f"lr = {lr}", [r for r in rows if r.config.get(LR) == lr]) for lr in lrs]
+    values = [r.value for r in rows]
+    vmin, vmax = min(values), max(values)
+    cmap = "viridis" if results.maximize else "viridis_r"
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(1.4 + 4.4 * len(panels), 4.3),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    image = None
+    for ax, (title, subset) in zip(axes[0], panels, strict=True):
+        if continuous:
+            image = ax.scatter(
+                [r.config[MASS] for r in subset],
+                [r.config[FRICTION] for r in subset],
+                c=[r.value for r in subset],
+                cmap=cmap,
+                vmin=vmin,
+                vmax=vmax,
+                s=36,
+                edgecolors="k",
+                linewidths=0.3,
+            )
+            if _log_scale([float(r.config[MASS]) for r in subset]):
+                ax.set_xscale("log")
+            if _log_scale([float(r.config[FRICTION]) for r in subset]):
+                ax.set_yscale("log")
+        else:
+            grid = np.full((len(frictions), len(masses)), np.nan)
+            spread = np.full_like(grid, np.nan)
+            counts = np.zeros_like(grid)
+            cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+            for r in subset:
+                cells[(frictions.index(r.config[FRICTION]), masses.index(r.config[MASS]))].append(
+                    r.value
+                )
+            for (i, j), ys in cells.items():
+                grid[i, j] = np.mean(ys)
+                counts[i, j] = len(ys)
+                spread[i, j] = np.std(ys, ddof=1) if len(ys) > 1 else np.nan
+            image = ax.imshow(grid, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+            ax.set_xticks(range(len(masses)), [f"{m:g}" for m in masses])
+            ax.set_yticks(range(len(frictions)), [f"{f:g}" for f in frictions])
+            for i, j in cells:
+                text = f"{grid[i, j]:.3f}"
+                if not np.isnan(spread[i, j]):
+                    text += f"\n±{spread[i, j]:.3f}"
+                shade = (grid[i, j] - vmin) / (vmax - vmin or 1.0)
+                if not results.maximize:
+                    shade = 1 - shade
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if shade > 0.55 else "white",
+                )
+        ax.set_xlabel("mass")
+        ax.set_title(title)
+    axes[0][0].set_ylabel("friction")
+    assert image is not None
+    fig.colorbar(image, ax=axes[0].tolist(), label=_metric_label(results), shrink=0.9)
+    fig.suptitle(f"{results.name}: {_label(method)}, {results.metric} over mass × friction")
+    return _save(fig, path)
+
+
+def plot_importances(importances: dict[str, float], title: str, path: Path) -> Path | None:
+    if not importances:
+        return None
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.42 * len(names)), layout="constrained")
+    ax.barh(names, [importances[n] for n in names], color="#4c72b0")
+    ax.set_xlabel("importance (PED-ANOVA, normalized)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_history(results: StudyResults, path: Path) -> Path | None:
+    """Each trial's objective by trial number, with the best so far."""
+    done = [r for r in results.rows if r.state in ("COMPLETE", "PRUNED") and r.value is not None]
+    if not done:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    seen: dict[str, str] = {}
+    for r in done:
+        color = _color(r.method, seen)
+        if r.state == "COMPLETE":
+            ax.scatter(r.number, r.value, s=18, color=color)
+        else:
+            ax.scatter(r.number, r.value, s=18, facecolors="none", edgecolors=color)
+    complete = sorted((r.number, r.value) for r in done if r.state == "COMPLETE")
+    if complete:
+        best, xs, ys = None, [], []
+        for number, value in complete:
+            if best is None or (value > best if results.maximize else value < best):
+                best = value
+            xs.append(number)
+            ys.append(best)
+        ax.step(xs, ys, where="post", color="k", lw=1.2, label="best so far")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(_metric_label(results))
+    ax.set_title(f"{results.name}: optimization history (hollow: pruned)")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

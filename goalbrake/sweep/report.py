@@ -1,0 +1,413 @@
+"""``goalbrake report``: tables and plots of a sweep, from its storage alone.
+
+::
+
+    goalbrake report --study fashionmnist_goal                       # the embedded journal
+    goalbrake report --study cifar10_goal --storage postgresql://goalbrake@db:5432/sweeps
+
+Writes into ``--out`` (default ``<runs-dir>/<study>/report``):
+
+==========================  =============================================================
+``report.md``               settings, counts, best points, importances, the figures
+``best.md``, ``best.csv``   best points (seeds aggregated: mean ± sample std, n)
+``trials.csv``              every trial: state, value, final value, parameters, reasons
+``importances.csv``         PED-ANOVA importances of the varying hyperparameters
+``objective_vs_params.png`` objective vs each hyperparameter
+``curves.png``              validation metric over epochs, best SGD/PHS/goal (Fig. 3)
+``mass_friction.png``       objective over mass × friction at fixed lr (Fig. 1)
+``importances.png``         importances as bars
+``history.png``             objective by trial number
+==========================  =============================================================
+
+A figure that does not apply (e.g. no mass × friction variation) is left out and the
+report says why. Values are validation metrics: a sweep never touches the test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["importances", "main", "write_report"]
+
+PROG = "goalbrake report"
+#: Fewest COMPLETE trials for parameter importances.
+MIN_TRIALS_FOR_IMPORTANCE = 4
+
+
+def _fmt(value: Any) -> str:
+    """A hyperparameter value for the markdown table: 0.1, 0.01, 10, remaining."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+
+def importances(results: Any) -> tuple[dict[str, float], str]:
+    """PED-ANOVA importances over the trials' effective hyperparameter values.
+
+    Computed on an in-memory copy of the COMPLETE trials whose parameters are the
+    values the fits used (so a grid of named rows gets importances of lr, mass, ... rather
+    than of the row label). A parameter missing from some trials (e.g. ``brake.goal`` in
+    SGD rows) is treated as categorical with the value ``n/a``.
+
+    Returns:
+        ``(importances, note)``; empty importances with a note saying why when there are
+        too few trials or nothing varies.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.exceptions import ExperimentalWarning
+
+    complete = [r for r in results.rows if r.state == "COMPLETE" and r.value is not None]
+    names = results.varying()
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, (
+            f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials "
+            f"(have {len(complete)})"
+        )
+    if not names:
+        return {}, "no hyperparameter varies among the trials"
+    dists: dict[str, Any] = {}
+    for name in names:
+        values = [r.config.get(name) for r in complete]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            low, high = float(min(values)), float(max(values))
+            if low == high:
+                continue
+            log = low > 0 and high / low >= 20
+            dists[name] = FloatDistribution(low, high, log=log)
+        else:
+            choices = sorted({"n/a" if v is None else str(v) for v in values})
+            if len(choices) > 1:
+                dists[name] = CategoricalDistribution(choices)
+    if not dists:
+        return {}, "no hyperparameter varies among the complete trials"
+    copy_study = optuna.create_study(direction=results.direction)
+    for r in complete:
+        params = {}
+        for name, dist in dists.items():
+            v = r.config.get(name)
+            params[name] = (
+                float(v)
+                if isinstance(dist, FloatDistribution)
+                else ("n/a" if v is None else str(v))
+            )
+        copy_study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=dists, value=r.value)
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+            out = optuna.importance.get_param_importances(copy_study, evaluator=evaluator)
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            return {}, f"parameter importances failed: {err}"
+    return dict(out), f"PED-ANOVA over {len(complete)} complete trials"
+
+
+def _settings_lines(results: Any) -> list[str]:
+    """DESIGN §5: convention, scheme, goal reading, epochs, batch size of each base."""
+    lines = []
+    fixed = results.attrs.get("fixed") or {}
+    for base, config in (results.attrs.get("bases") or {}).items():
+        trainer = config.get("trainer") or {}
+        opt = config.get("optimizer") or {}
+        init = opt.get("init_args") or {}
+        data = (config.get("data") or {}).get("init_args") or {}
+        brake = [
+            c.get("init_args") or {}
+            for c in trainer.get("callbacks") or []
+            if str((c or {}).get("class_path", "")).endswith("GoalBrake")
+        ]
+        parts = [f"optimizer {str(opt.get('class_path', '?')).rpartition('.')[2]}"]
+        if "scheme" in init or "PHS" in str(opt.get("class_path")):
+            parts.append(f"scheme {init.get('scheme', 'conformal (default)')}")
+            parts.append(f"friction_on {init.get('friction_on', 'velocity (default)')}")
+        if brake:
+            parts.append(f"goal reading {brake[0].get('mode', 'remaining (default)')}")
+        parts.append(
+            f"max_epochs {fixed.get('trainer.max_epochs', trainer.get('max_epochs', '?'))}"
+        )
+        parts.append(f"batch_size {fixed.get('data.batch_size', data.get('batch_size', '?'))}")
+        lines.append(f"- `{base}`: " + ", ".join(parts))
+    return lines
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return "" if value is None else value
+
+
+def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
+    """Write the tables and figures of ``study`` into ``out``; returns the files written."""
+    from goalbrake.sweep import plots
+    from goalbrake.sweep.results import collect
+
+    results = collect(study)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    params = results.params
+    varying = [p for p in results.varying() if p != "row"]
+    metric = results.metric
+
+    # trials.csv: everything, full precision.
+    header = [
+        "number",
+        "state",
+        "value",
+        "final_value",
+        "best_epoch",
+        "epochs",
+        "method",
+        *params,
+        "seed",
+        "retry_of",
+        "reason",
+        "duration_s",
+    ]
+    _write_csv(
+        out / "trials.csv",
+        header,
+        [
+            [
+                r.number,
+                r.state,
+                _csv_value(r.value),
+                _csv_value(r.final_value),
+                _csv_value(r.best_epoch),
+                _csv_value(r.epochs),
+                r.method,
+                *(_csv_value(r.config.get(p)) for p in params),
+                _csv_value(r.seed),
+                _csv_value(r.retry_of),
+                r.reason,
+                _csv_value(r.duration_s),
+            ]
+            for r in results.rows
+        ],
+    )
+    written.append(out / "trials.csv")
+
+    # best.csv / best.md: points, seeds aggregated.
+    points = results.points()[:top]
+    shown = [p for p in params if p in varying] or params
+    _write_csv(
+        out / "best.csv",
+        [
+            "rank",
+            "method",
+            *shown,
+            "n",
+            f"{metric}_mean",
+            f"{metric}_std",
+            "final_mean",
+            "final_std",
+            "trials",
+        ],
+        [
+            [
+                i + 1,
+                p.method,
+                *(_csv_value(p.param(n)) for n in shown),
+                p.n,
+                _csv_value(p.value[0]),
+                _csv_value(p.value[1]),
+                _csv_value(p.final[0]),
+                _csv_value(p.final[1]),
+                " ".join(str(t.number) for t in p.complete),
+            ]
+            for i, p in enumerate(points)
+        ],
+    )
+    written.append(out / "best.csv")
+    md = [
+        f"| rank | method | {' | '.join(shown)} | n | {metric} (best epoch) "
+        f"| {metric} (last epoch) | trials |",
+        "|" + "---|" * (len(shown) + 6),
+    ]
+    for i, p in enumerate(points):
+        md.append(
+            f"| {i + 1} | {p.method} | "
+            + " | ".join(_fmt(p.param(n)) for n in shown)
+            + f" | {p.n} | {_pm(*p.value)} | {_pm(*p.final)} | "
+            + " ".join(str(t.number) for t in p.complete)
+            + " |"
+        )
+    best_md = "\n".join(md) + "\n"
+    (out / "best.md").write_text(best_md)
+    written.append(out / "best.md")
+
+    imp, imp_note = importances(results)
+    _write_csv(
+        out / "importances.csv", ["parameter", "importance"], [[k, repr(v)] for k, v in imp.items()]
+    )
+    written.append(out / "importances.csv")
+
+    figures: list[tuple[str, str, Path | None, str]] = [
+        (
+            "Objective vs hyperparameters",
+            "objective_vs_params.png",
+            plots.plot_objective_vs_params(results, out / "objective_vs_params.png"),
+            "no hyperparameter varies among finished trials",
+        ),
+        (
+            "Validation curves of the best SGD / PHS / goal settings (Fig. 3)",
+            "curves.png",
+            plots.plot_curves(results, out / "curves.png"),
+            "no complete trial",
+        ),
+        (
+            "Mass × friction at fixed lr (Fig. 1)",
+            "mass_friction.png",
+            plots.plot_mass_friction(results, out / "mass_friction.png"),
+            "mass and friction do not both vary among complete trials",
+        ),
+        (
+            "Parameter importances",
+            "importances.png",
+            plots.plot_importances(
+                imp, f"{results.name}: what matters for {metric}", out / "importances.png"
+            ),
+            imp_note,
+        ),
+        (
+            "Optimization history",
+            "history.png",
+            plots.plot_history(results, out / "history.png"),
+            "no finished trial",
+        ),
+    ]
+    written.extend(path for _, _, path, _ in figures if path is not None)
+
+    import optuna
+    import torch
+
+    counts = ", ".join(
+        f"{results.count(s)} {s.lower()}"
+        for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+        if results.count(s)
+    )
+    retried = [r for r in results.rows if r.retry_of is not None]
+    report = [
+        f"# Sweep report: {results.name}",
+        "",
+        f"- objective: {results.direction} `{metric}`, the best epoch's value (validation; "
+        "the test set is untouched by the search)",
+        f"- sampler {results.attrs.get('sampler')}, pruner {results.attrs.get('pruner')}, "
+        f"seeds per point {results.attrs.get('seeds', 1)}, sweep file "
+        f"`{results.attrs.get('spec_file')}`",
+        f"- trials: {counts or 'none'}"
+        + (f"; {len(retried)} retries of lost trials" if retried else ""),
+        f"- versions: goalbrake {_version()}, torch {torch.__version__}, optuna "
+        f"{optuna.__version__}, Python {platform.python_version()}; report written on "
+        f"{platform.node()} ({platform.machine()})",
+        "",
+        "Base configs:",
+        "",
+        *_settings_lines(results),
+        "",
+        "## Best settings",
+        "",
+        "Mean ± sample std (ddof 1) over the seeds of each setting; n = complete trials.",
+        "",
+        best_md,
+        "## Parameter importances",
+        "",
+        imp_note + ".",
+        "",
+    ]
+    if imp:
+        report += ["| parameter | importance |", "|---|---|"]
+        report += [f"| {k} | {v:.3f} |" for k, v in imp.items()]
+        report.append("")
+    report += ["## Figures", ""]
+    for title, name, path, why in figures:
+        report.append(f"### {title}")
+        report.append("")
+        report.append(f"![{title}]({name})" if path is not None else f"Not drawn: {why}.")
+        report.append("")
+    (out / "report.md").write_text("\n".join(report))
+    written.insert(0, out / "report.md")
+    return written
+
+
+def _version() -> str:
+    try:
+        from goalbrake import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "?"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Tables and plots of a goalbrake sweep.")
+    p.add_argument("--study", required=True, help="the study name")
+    p.add_argument(
+        "--storage",
+        help="the study's storage (default: journal:<runs-dir>/<study>/study.journal)",
+    )
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--out", help="output directory (default: <runs-dir>/<study>/report)")
+    p.add_argument("--top", type=int, default=20, help="rows of the best-settings table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``goalbrake report``; returns the exit status."""
+    try:
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    import optuna
+
+    from goalbrake.sweep.storage import default_storage, open_storage, parse_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        where = parse_storage(args.storage or default_storage(args.runs_dir, args.study))
+        if where.kind == "journal" and where.path is not None and not where.path.exists():
+            raise ValueError(f"no study storage at {where.path}")
+        storage = open_storage(where)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        if args.study not in names:
+            raise ValueError(
+                f"no study {args.study!r} in {where.shown} (studies: {', '.join(names) or 'none'})"
+            )
+        study = optuna.load_study(study_name=args.study, storage=storage)
+        out = Path(args.out) if args.out else Path(args.runs_dir) / args.study / "report"
+        files = write_report(study, out, top=args.top)
+    except ValueError as err:
+        if os.environ.get("GOALBRAKE_DEBUG"):
+            raise
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"{PROG}: error: {text}", file=sys.stderr)
+        return 1
+    for f in files:
+        print(f)
+    return 0

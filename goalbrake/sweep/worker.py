@@ -1,0 +1,202 @@
+"""A sweep worker: pulls trials from the shared study until it is done.
+
+``goalbrake sweep`` starts these as ``python -m goalbrake.sweep.worker ...``, one per GPU
+(pinned with ``CUDA_VISIBLE_DEVICES``) or K on CPUs (each with its share of threads). A
+worker loops: take the ask lock, count the trials (:func:`goalbrake.sweep.study.progress`),
+start one trial if the study needs one (the objective releases the lock once the trial
+has its parameters), else wait. Exit status: 0 when the study is done or the deadline has
+passed, 130 when stopped by SIGINT/SIGTERM (its running trial is FAIL with
+``fail_reason: interrupted`` and is retried later), 3 when trials keep failing with errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from goalbrake.sweep.objective import INTERRUPTED, Objective
+from goalbrake.sweep.recovery import fail_stale
+from goalbrake.sweep.spec import SweepSpec, load_spec
+from goalbrake.sweep.storage import AskLock, ask_lock, open_storage, parse_storage
+from goalbrake.sweep.study import load_study, make_sampler, progress, worker_seed
+
+__all__ = ["EXIT_FAILING", "EXIT_STOPPED", "main", "run_worker"]
+
+EXIT_STOPPED = 130
+EXIT_FAILING = 3
+#: Consecutive trials ending in an error after which a worker gives up.
+MAX_CONSECUTIVE_ERRORS = 3
+
+
+def quiet_lightning() -> None:
+    """Keep a worker's output to Optuna's one line per trial and real warnings."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_worker(
+    study: optuna.Study,
+    spec: SweepSpec,
+    lock: AskLock,
+    *,
+    runs_dir: str | Path,
+    target: int | None = None,
+    deadline: float | None = None,
+    worker: dict[str, Any] | None = None,
+    poll_s: float = 1.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run trials of ``study`` until it is done; returns the exit status (see module doc).
+
+    ``stop`` (set by a signal handler) ends the loop: a running trial stops at its next
+    batch and ends as FAIL with ``fail_reason: interrupted``; the status is then 130.
+    """
+    stop = stop or threading.Event()
+    objective = Objective(spec, runs_dir, worker=worker, lock=lock, stop=stop)
+    errors = 0
+    while True:
+        if stop.is_set():
+            return EXIT_STOPPED
+        if deadline is not None and time.time() >= deadline:
+            return 0
+        lock.acquire()
+        try:
+            now = progress(study, spec, target)
+            if now.done:
+                return 0
+            if not now.can_start:
+                lock.release()
+                # Trials still running elsewhere may yet fail or be pruned; wait for them.
+                fail_stale(study)
+                stop.wait(poll_s)
+                continue
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        except KeyboardInterrupt:
+            # The trial (if one ran) is FAIL with fail_reason "interrupted" already.
+            return EXIT_STOPPED
+        finally:
+            lock.release()
+        errors = errors + 1 if objective.last_outcome == "error" else 0
+        if errors >= MAX_CONSECUTIVE_ERRORS:
+            last = study.get_trials(deepcopy=False)[-1]
+            print(
+                f"goalbrake sweep: error: {errors} trials in a row failed; last: "
+                f"{last.user_attrs.get('fail_reason', '?')}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILING
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT/SIGTERM set ``stop``; a second one raises KeyboardInterrupt at once."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _watch_parent(parent: int, stop: threading.Event) -> None:
+    """Stop this worker cleanly if the process that started it dies."""
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+                return
+
+    threading.Thread(target=watch, name="goalbrake-parent-watch", daemon=True).start()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m goalbrake.sweep.worker")
+    p.add_argument("--config", required=True)
+    p.add_argument("--study", required=True)
+    p.add_argument("--storage", required=True)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--n-trials", type=int, default=None)
+    p.add_argument("--deadline", type=float, default=None, help="Unix time; no new trial after")
+    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--generation", type=int, default=0)
+    p.add_argument("--salt", default="")
+    p.add_argument("--threads", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+    # SIGINT/SIGTERM from the supervisor stop the running trial at its next batch.
+    stop_on_signals(stop)
+    _watch_parent(os.getppid(), stop)
+    quiet_lightning()
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        spec = load_spec(args.config, study=args.study)
+        where = parse_storage(args.storage)
+        backend = open_storage(
+            where,
+            heartbeat_interval=spec.heartbeat_interval,
+            grace_period=spec.grace_period,
+            max_retry=spec.retries,
+        )
+        sampler = make_sampler(spec, worker_seed(spec, args.index, args.generation, args.salt))
+        study = load_study(spec, backend, sampler=sampler)
+        worker = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "index": args.index,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+        return run_worker(
+            study,
+            spec,
+            ask_lock(where, backend, spec.study),
+            runs_dir=args.runs_dir,
+            target=args.n_trials,
+            deadline=args.deadline,
+            worker=worker,
+            stop=stop,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"goalbrake sweep: worker {args.index} ({os.getpid()}) {INTERRUPTED}", file=sys.stderr
+        )
+        return EXIT_STOPPED
+    except ValueError as err:
+        print(f"goalbrake sweep: error: worker {args.index}: {err}", file=sys.stderr)
+        return 1
+
+
+def _exit(code: int) -> None:
+    """Leave without the interpreter's finalization.
+
+    Tearing down torch and Lightning takes seconds per process, while everything a worker
+    owns is already safe: storage writes are synced (journal appends fsync, RDB commits)
+    and each trial's TensorBoard writer was closed when the trial ended.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())

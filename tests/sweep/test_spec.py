@@ -1,0 +1,173 @@
+"""The sweep YAML: parsing, grids with rows and seeds, and one-line errors before any trial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from goalbrake.sweep.command import main as sweep_main
+from goalbrake.sweep.spec import Choices, FloatRange, IntRange, SweepSpecError, load_spec
+
+
+def test_tpe_space(make_sweep: Callable[..., Path]) -> None:
+    path = make_sweep(
+        {
+            "objective": {"metric": "val/acc"},
+            "pruner": {"name": "median", "n_startup_trials": 2},
+            "n_trials": 5,
+            "space": {
+                "optimizer.init_args.lr": {"low": "1e-3", "high": 0.5, "log": True},
+                "brake.factor": {"type": "int", "low": 2, "high": 100, "log": True},
+                "brake.mode": ["remaining", "reduction"],
+            },
+        }
+    )
+    spec = load_spec(path)
+    assert spec.study == "sweep" and spec.direction == "maximize"
+    assert spec.space == {
+        "optimizer.lr": FloatRange(1e-3, 0.5, log=True),
+        "brake.factor": IntRange(2, 100, log=True),
+        "brake.mode": Choices(("remaining", "reduction")),
+    }
+    assert spec.target_trials() == 5
+    assert spec.pruner == "median" and spec.pruner_args == {"n_startup_trials": 2}
+
+
+def test_grid_rows_and_seeds(make_sweep: Callable[..., Path]) -> None:
+    path = make_sweep(
+        {
+            "sampler": "grid",
+            "seeds": 3,
+            "rows": [
+                {"name": "sgd-ish", "optimizer.lr": [0.1, 0.01], "optimizer.mass": 0.1},
+                {"optimizer.lr": 0.1, "brake.goal": 0.15, "brake.factor": [10, 50]},
+            ],
+            "space": {"brake.mode": ["remaining", "reduction"]},
+        }
+    )
+    spec = load_spec(path)
+    labels = [r.label for r in spec.rows]
+    assert labels == [
+        "sgd-ish lr=0.1",
+        "sgd-ish lr=0.01",
+        "base lr=0.1, goal=0.15, factor=10",
+        "base lr=0.1, goal=0.15, factor=50",
+    ]
+    assert spec.grid_size() == 4 * 2 * 3 == spec.target_trials()
+    assert spec.grid_space()["seed"] == [0, 1, 2]
+    assert spec.param_names() == [
+        "optimizer.lr",
+        "optimizer.mass",
+        "brake.goal",
+        "brake.factor",
+        "brake.mode",
+    ]
+
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(spec.grid_space(), seed=0))
+    trial = study.ask()
+    setting = spec.suggest(trial)
+    config = spec.trial_config(setting)
+    assert config["seed_everything"] == setting.seed == config["data"]["init_args"]["seed"]
+    assert config["trainer"]["callbacks"][0]["init_args"]["mode"] == setting.values["brake.mode"]
+
+
+BAD = [
+    ({"space": {"optimizer.lrr": [0.1]}}, "unknown parameter 'optimizer.lrr': PHS takes lr, mass"),
+    ({"spcae": {}}, "unknown key 'spcae' (allowed: study, description, base"),
+    (
+        {"space": {"optimizer.lr": {"low": 0.5, "high": 0.1}}},
+        "empty range for optimizer.lr: low 0.5 >= high 0.1",
+    ),
+    (
+        {"space": {"optimizer.lr": {"low": 0.0, "high": 0.1, "log": True}}},
+        "log range for optimizer.lr needs low > 0, got low 0.0",
+    ),
+    (
+        {"sampler": "cmaes", "space": {"optimizer.lr": [0.1]}},
+        "unknown sampler 'cmaes' (allowed: tpe, random, grid)",
+    ),
+    (
+        {"pruner": "patient", "space": {"optimizer.lr": [0.1]}},
+        "unknown pruner 'patient' (allowed: none, median, percentile, successive_halving, "
+        "hyperband, threshold)",
+    ),
+    (
+        {"sampler": {"name": "tpe", "n_startup": 3}, "space": {"optimizer.lr": [0.1]}},
+        "unknown sampler argument 'n_startup' for tpe",
+    ),
+    (
+        {"sampler": "grid", "space": {"optimizer.lr": {"low": 0.01, "high": 0.1}}},
+        "sampler grid needs a list of values for optimizer.lr",
+    ),
+    ({"seeds": 3, "space": {"optimizer.lr": [0.1]}}, "seeds: 3 needs sampler: grid"),
+    ({"space": {"optimizer.lr": []}}, "empty value list for optimizer.lr"),
+    (
+        {"objective": {"metric": "val/acc", "direction": "up"}, "space": {"optimizer.lr": [0.1]}},
+        "invalid objective direction 'up' (allowed: maximize, minimize)",
+    ),
+    (
+        {"space": {"brake.factor": {"type": "int", "low": 1.5, "high": 4}}},
+        "invalid low 1.5 for int brake.factor",
+    ),
+    (
+        {"rows": [{"optimizer.lr": 0.1}], "space": {"brake.mode": ["remaining"]}},
+        "rows: needs sampler: grid",
+    ),
+    ({"space": {}}, "empty search space"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD, ids=[m.split(" (")[0][:40] for _, m in BAD])
+def test_bad_spec(make_sweep: Callable[..., Path], spec: dict, message: str) -> None:
+    path = make_sweep(spec)
+    with pytest.raises(SweepSpecError) as info:
+        load_spec(path)
+    assert message in str(info.value)
+    assert str(info.value).startswith(str(path))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"space": {"optimizer.lrr": [0.1]}}, "unknown parameter 'optimizer.lrr'"),
+        ({"space": {"optimizer.lr": {"low": 0.2, "high": 0.2}}}, "empty range for optimizer.lr"),
+        ({"sampler": "annealing", "space": {"optimizer.lr": [0.1]}}, "unknown sampler 'annealing'"),
+        # Caught by building the trial configs, before the study is created.
+        (
+            {"sampler": "grid", "space": {"optimizer.lr": ["fast"]}},
+            "does not build: optimizer.lr: Expected a <class 'float'>",
+        ),
+        ({"sampler": "grid", "space": {"brake.mode": ["remaining", "remaning"]}}, "does not build"),
+    ],
+)
+def test_command_stops_before_any_trial(
+    make_sweep: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spec: dict,
+    message: str,
+) -> None:
+    path = make_sweep(spec)
+    runs = tmp_path / "runs"
+    code = sweep_main(["--config", str(path), "--runs-dir", str(runs), "--workers", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1].startswith("goalbrake sweep: error: ") and message in err[-1], err
+    # No study, no trial: the storage was never opened.
+    assert not (runs / "sweep" / "study.journal").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--workers", "two"], ["--n-trials", "0"], ["--timeout", "-5"], ["--bogus"]],
+)
+def test_bad_arguments_exit_2(
+    make_sweep: Callable[..., Path], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_sweep({"space": {"optimizer.lr": [0.1]}})
+    assert sweep_main(["--config", str(path), *argv]) == 2
+    assert "error" in capsys.readouterr().err

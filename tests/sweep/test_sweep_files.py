@@ -1,0 +1,74 @@
+"""Every shipped sweep file parses, every trial config it can produce builds, and its first
+trial fits two steps on tiny data in the real format (the config's tiny twin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from goalbrake.sweep.objective import build_trial, fit_config
+from goalbrake.sweep.spec import load_spec
+from goalbrake.sweep.validate import _settings, check_configs
+from tests.twins import tiny_twin
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+def test_there_are_sweep_files() -> None:
+    names = {p.name for p in SWEEPS}
+    assert {
+        "fashionmnist_goal.yaml",
+        "cifar10_goal.yaml",
+        "paper_table1_cifar10.yaml",
+        "paper_table2_fashionmnist.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_sweep_file(path: Path, tmp_path: Path) -> None:
+    spec = load_spec(path)
+    assert check_configs(spec, str(tmp_path / "runs")) >= 1
+    if spec.is_grid:
+        assert spec.target_trials() == spec.grid_size()
+    # The first trial of each base config, shrunk to its tiny twin, fits.
+    seen: set[str] = set()
+    for setting in _settings(spec):
+        if setting.base in seen:
+            continue
+        seen.add(setting.base)
+        config = fit_config(spec, setting, tmp_path / "runs", 0)
+        full = tmp_path / f"trial_{len(seen)}.yaml"
+        full.write_text(yaml.safe_dump(config, sort_keys=False))
+        twin = tiny_twin(full, tmp_path / f"twin_{len(seen)}", max_steps=2)
+        twin["trainer"]["val_check_interval"] = 2  # validate once, at the last step
+        cli = build_trial(twin)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        assert cli.trainer.global_step == 2
+        assert "val/acc" in cli.trainer.callback_metrics
+
+
+def test_paper_tables_hold_the_papers_best_rows() -> None:
+    table2 = load_spec(REPO / "sweeps" / "paper_table2_fashionmnist.yaml")
+    best2 = {
+        "optimizer.lr": 0.1,
+        "optimizer.mass": 10.0,
+        "optimizer.friction": 0.1,
+        "brake.goal": 0.15,
+        "brake.factor": 50.0,
+    }
+    rows2 = [r for r in table2.rows if all(r.values.get(k) == v for k, v in best2.items())]
+    assert sorted(r.values["brake.mode"] for r in rows2) == ["reduction", "remaining"]
+    assert table2.seeds == 3 and table2.grid_size() == 32 * 3
+    table1 = load_spec(REPO / "sweeps" / "paper_table1_cifar10.yaml")
+    best1 = {
+        "optimizer.lr": 0.1,
+        "optimizer.mass": 100.0,
+        "optimizer.friction": 0.1,
+        "brake.goal": 0.65,
+        "brake.factor": 49.0,
+    }
+    rows1 = [r for r in table1.rows if all(r.values.get(k) == v for k, v in best1.items())]
+    assert sorted(r.values["brake.mode"] for r in rows1) == ["reduction", "remaining"]
