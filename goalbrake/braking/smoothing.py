@@ -101,20 +101,13 @@ def _to_buffer(value: Scalar) -> Tensor:
     return value if isinstance(value, Tensor) else torch.tensor(value, dtype=torch.float64)
 
 
-class EMA(Smoother):
-    """Exponential moving average with a half-life in steps, started at the first loss."""
+class _OneValue(Smoother):
+    """A smoother whose whole state is one value, saved under ``_key``."""
 
-    def __init__(self, half_life: float) -> None:
-        self.half_life = half_life
-        self.beta = 0.5 ** (1.0 / half_life)
+    _key = ""
+
+    def __init__(self) -> None:
         self._value: Scalar | None = None
-
-    def update(self, loss: Scalar) -> None:
-        if self._value is None:
-            self._value = _copy(loss)
-        else:
-            # Out of place, also for tensors: a value handed out is never mutated later.
-            self._value = _follow(self._value, loss) * self.beta + (1.0 - self.beta) * loss
 
     def value(self) -> Scalar | None:
         return self._value
@@ -127,11 +120,29 @@ class EMA(Smoother):
         self._value = buffer.reshape(()) if isinstance(self._value, Tensor) else float(buffer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ema": None if self._value is None else float(self._value)}
+        return {self._key: None if self._value is None else float(self._value)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        value = state_dict["ema"]
+        value = state_dict[self._key]
         self._value = None if value is None else float(value)
+
+
+class EMA(_OneValue):
+    """Exponential moving average with a half-life in steps, started at the first loss."""
+
+    _key = "ema"
+
+    def __init__(self, half_life: float) -> None:
+        super().__init__()
+        self.half_life = half_life
+        self.beta = 0.5 ** (1.0 / half_life)
+
+    def update(self, loss: Scalar) -> None:
+        if self._value is None:
+            self._value = _copy(loss)
+        else:
+            # Out of place, also for tensors: a value handed out is never mutated later.
+            self._value = _follow(self._value, loss) * self.beta + (1.0 - self.beta) * loss
 
 
 class Window(Smoother):
@@ -200,31 +211,13 @@ class Window(Smoother):
         self._ring = values or None
 
 
-class Raw(Smoother):
+class Raw(_OneValue):
     """No smoothing: the monitored loss is the last batch loss."""
 
-    def __init__(self) -> None:
-        self._value: Scalar | None = None
+    _key = "last"
 
     def update(self, loss: Scalar) -> None:
         self._value = _copy(loss)
-
-    def value(self) -> Scalar | None:
-        return self._value
-
-    @property
-    def buffer(self) -> Tensor | None:
-        return None if self._value is None else _to_buffer(self._value)
-
-    def load_buffer(self, buffer: Tensor) -> None:
-        self._value = buffer.reshape(()) if isinstance(self._value, Tensor) else float(buffer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last": None if self._value is None else float(self._value)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        value = state_dict["last"]
-        self._value = None if value is None else float(value)
 
 
 def make_smoother(smoothing: str, *, half_life: float, window: int) -> Smoother:
