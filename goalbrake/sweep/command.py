@@ -331,6 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _run(args)
+    except KeyboardInterrupt:  # before the workers started (checking configs, opening storage)
+        _say("stopped")
+        return 130
     except ValueError as err:  # SweepSpecError, StorageError, plan errors
         if os.environ.get("GOALBRAKE_DEBUG"):
             raise

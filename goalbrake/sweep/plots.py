@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from goalbrake.sweep.results import Point, StudyResults
 
@@ -97,6 +98,10 @@ def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
     # The y range follows the complete trials; pruned trials (whose last value may be far
     # below) sit on the bottom edge as hollow triangles.
     done = [r.value for r in rows if r.state == "COMPLETE"] or [r.value for r in rows]
+    for point in points:  # error bars stay inside the frame
+        mean, std = point.value
+        if mean is not None:
+            done += [mean - (std or 0.0), mean + (std or 0.0)]
     lo, hi = min(done), max(done)
     pad = max(0.06 * (hi - lo), 0.005)
     floor = lo - 2.0 * pad
@@ -248,6 +253,7 @@ def plot_curves(results: StudyResults, path: Path) -> Path | None:
                 ha="right",
             )
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(results.metric)
     ax.set_title(f"{results.name}: {results.metric} of each method's best setting")
     ax.grid(alpha=0.3)
@@ -286,6 +292,17 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
         panels = [(f"lr = {lr}", [r for r in rows if r.config.get(LR) == lr]) for lr in lrs]
     values = [r.value for r in rows]
     vmin, vmax = min(values), max(values)
+    extend = "neither"
+    if continuous and len(values) >= 10:
+        # A few failed samples would spend the whole color range; clip at the worst decile.
+        if results.maximize:
+            q = float(np.percentile(values, 10))
+            if q > vmin:
+                vmin, extend = q, "min"
+        else:
+            q = float(np.percentile(values, 90))
+            if q < vmax:
+                vmax, extend = q, "max"
     cmap = "viridis" if results.maximize else "viridis_r"
     fig, axes = plt.subplots(
         1,
@@ -349,20 +366,38 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
         ax.set_title(title)
     axes[0][0].set_ylabel("friction")
     assert image is not None
-    fig.colorbar(image, ax=axes[0].tolist(), label=_metric_label(results), shrink=0.9)
+    fig.colorbar(
+        image, ax=axes[0].tolist(), label=_metric_label(results), shrink=0.9, extend=extend
+    )
     fig.suptitle(f"{results.name}: {_label(method)}, {results.metric} over mass × friction")
     return _save(fig, path)
 
 
-def plot_importances(importances: dict[str, float], title: str, path: Path) -> Path | None:
+def plot_importances(
+    importances: dict[str, dict[str, float]], title: str, path: Path
+) -> Path | None:
+    """Horizontal bars of the importances, one panel per method."""
     if not importances:
         return None
-    names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.42 * len(names)), layout="constrained")
-    ax.barh(names, [importances[n] for n in names], color="#4c72b0")
-    ax.set_xlabel("importance (PED-ANOVA, normalized)")
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
+    methods = list(importances)
+    rows = max(len(v) for v in importances.values())
+    fig, axes = plt.subplots(
+        1,
+        len(methods),
+        figsize=(1.5 + 4.2 * len(methods), 1.2 + 0.42 * rows),
+        squeeze=False,
+        layout="constrained",
+    )
+    seen: dict[str, str] = {}
+    for ax, method in zip(axes[0], methods, strict=True):
+        values = importances[method]
+        names = list(values)[::-1]
+        ax.barh(names, [values[n] for n in names], color=_color(method, seen))
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("importance (PED-ANOVA, normalized)")
+        ax.set_title(_label(method))
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -388,8 +423,11 @@ def plot_history(results: StudyResults, path: Path) -> Path | None:
             xs.append(number)
             ys.append(best)
         ax.step(xs, ys, where="post", color="k", lw=1.2, label="best so far")
-        ax.legend(fontsize=8, loc="lower right")
+    for method in sorted({r.method for r in done}):
+        ax.scatter([], [], s=18, color=_color(method, seen), label=_label(method))
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_metric_label(results))
     ax.set_title(f"{results.name}: optimization history (hollow: pruned)")
     ax.grid(alpha=0.3)

@@ -11,7 +11,7 @@ Writes into ``--out`` (default ``<runs-dir>/<study>/report``):
 ``report.md``               settings, counts, best points, importances, the figures
 ``best.md``, ``best.csv``   best points (seeds aggregated: mean ± sample std, n)
 ``trials.csv``              every trial: state, value, final value, parameters, reasons
-``importances.csv``         PED-ANOVA importances of the varying hyperparameters
+``importances.csv``         PED-ANOVA importances of the varying hyperparameters, per method
 ``objective_vs_params.png`` objective vs each hyperparameter
 ``curves.png``              validation metric over epochs, best SGD/PHS/goal (Fig. 3)
 ``mass_friction.png``       objective over mass × friction at fixed lr (Fig. 1)
@@ -58,56 +58,37 @@ def _pm(mean: float | None, std: float | None) -> str:
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
-def importances(results: Any) -> tuple[dict[str, float], str]:
-    """PED-ANOVA importances over the trials' effective hyperparameter values.
-
-    Computed on an in-memory copy of the COMPLETE trials whose parameters are the
-    values the fits used (so a grid of named rows gets importances of lr, mass, ... rather
-    than of the row label). A parameter missing from some trials (e.g. ``brake.goal`` in
-    SGD rows) is treated as categorical with the value ``n/a``.
-
-    Returns:
-        ``(importances, note)``; empty importances with a note saying why when there are
-        too few trials or nothing varies.
-    """
+def _importances_of(
+    rows: list[Any], names: list[str], direction: str
+) -> tuple[dict[str, float], str]:
+    """PED-ANOVA importances of ``names`` over ``rows`` (COMPLETE trials that all have them)."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.exceptions import ExperimentalWarning
 
-    complete = [r for r in results.rows if r.state == "COMPLETE" and r.value is not None]
-    names = results.varying()
-    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        return {}, (
-            f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials "
-            f"(have {len(complete)})"
-        )
-    if not names:
-        return {}, "no hyperparameter varies among the trials"
+    if len(rows) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials (has {len(rows)})"
     dists: dict[str, Any] = {}
     for name in names:
-        values = [r.config.get(name) for r in complete]
+        values = [r.config[name] for r in rows]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             low, high = float(min(values)), float(max(values))
-            if low == high:
-                continue
-            log = low > 0 and high / low >= 20
-            dists[name] = FloatDistribution(low, high, log=log)
+            if low < high:
+                dists[name] = FloatDistribution(low, high, log=low > 0 and high / low >= 20)
         else:
-            choices = sorted({"n/a" if v is None else str(v) for v in values})
+            choices = sorted({str(v) for v in values})
             if len(choices) > 1:
                 dists[name] = CategoricalDistribution(choices)
     if not dists:
-        return {}, "no hyperparameter varies among the complete trials"
-    copy_study = optuna.create_study(direction=results.direction)
-    for r in complete:
-        params = {}
-        for name, dist in dists.items():
-            v = r.config.get(name)
-            params[name] = (
-                float(v)
-                if isinstance(dist, FloatDistribution)
-                else ("n/a" if v is None else str(v))
-            )
+        return {}, "no hyperparameter varies"
+    copy_study = optuna.create_study(direction=direction)
+    for r in rows:
+        params = {
+            name: float(r.config[name])
+            if isinstance(dist, FloatDistribution)
+            else str(r.config[name])
+            for name, dist in dists.items()
+        }
         copy_study.add_trial(
             optuna.trial.create_trial(params=params, distributions=dists, value=r.value)
         )
@@ -118,8 +99,40 @@ def importances(results: Any) -> tuple[dict[str, float], str]:
             evaluator = optuna.importance.PedAnovaImportanceEvaluator()
             out = optuna.importance.get_param_importances(copy_study, evaluator=evaluator)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
-            return {}, f"parameter importances failed: {err}"
-    return dict(out), f"PED-ANOVA over {len(complete)} complete trials"
+            return {}, f"failed: {err}"
+    return dict(out), f"PED-ANOVA over {len(rows)} complete trials"
+
+
+def importances(results: Any) -> tuple[dict[str, dict[str, float]], str]:
+    """PED-ANOVA importances of the hyperparameters, per method.
+
+    Computed on an in-memory copy of the COMPLETE trials whose parameters are the values
+    the fits used (so a grid of named rows gets importances of lr, mass, ... rather than of
+    the row label), separately for each method (SGD, PHS, goal) over the parameters every
+    trial of that method has: across methods a parameter such as ``brake.goal`` exists only
+    for some trials, and its importance would measure the method instead.
+
+    Returns:
+        ``({method: {parameter: importance}}, note)``; methods without enough trials or
+        without a varying parameter are left out, and the note says why.
+    """
+    complete = [r for r in results.rows if r.state == "COMPLETE" and r.value is not None]
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, (
+            f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials "
+            f"(have {len(complete)})"
+        )
+    varying = results.varying()
+    out: dict[str, dict[str, float]] = {}
+    notes = []
+    for method in sorted({r.method for r in complete}):
+        rows = [r for r in complete if r.method == method]
+        names = [n for n in varying if all(n in r.config for r in rows)]
+        values, note = _importances_of(rows, names, results.direction)
+        if values:
+            out[method] = values
+        notes.append(f"{method}: {note}")
+    return out, "; ".join(notes)
 
 
 def _settings_lines(results: Any) -> list[str]:
@@ -264,7 +277,9 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
 
     imp, imp_note = importances(results)
     _write_csv(
-        out / "importances.csv", ["parameter", "importance"], [[k, repr(v)] for k, v in imp.items()]
+        out / "importances.csv",
+        ["method", "parameter", "importance"],
+        [[m, k, repr(v)] for m, values in imp.items() for k, v in values.items()],
     )
     written.append(out / "importances.csv")
 
@@ -342,8 +357,10 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
         "",
     ]
     if imp:
-        report += ["| parameter | importance |", "|---|---|"]
-        report += [f"| {k} | {v:.3f} |" for k, v in imp.items()]
+        report += ["| method | parameter | importance |", "|---|---|---|"]
+        report += [
+            f"| {m} | {k} | {v:.3f} |" for m, values in imp.items() for k, v in values.items()
+        ]
         report.append("")
     report += ["## Figures", ""]
     for title, name, path, why in figures:

@@ -7,8 +7,9 @@
 #
 # The cluster is initdb'ed in a fresh temporary directory owned by the `postgres` system
 # user (Debian's postgresql package creates it; run as root) or by the current user when
-# not root, listens on 127.0.0.1 only (port: $PGPORT, default 55432; trust auth on loopback)
-# and has one database, goalbrake_test. Everything it says goes to stderr, except the URL.
+# not root, listens on 127.0.0.1 only (the first free port from $PGPORT, default 55432;
+# trust auth on loopback), and has one database, goalbrake_test. Everything it says goes to
+# stderr, except the URL.
 set -euo pipefail
 
 state=/tmp/goalbrake-test-postgres.dir
@@ -30,6 +31,10 @@ if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
   exit 1
 fi
 port=${PGPORT:-55432}
+# Take the first free port from there (a server from an earlier run may hold it).
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+  port=$((port + 1))
+done
 user=$(id -un)
 dir=$(mktemp -d /tmp/goalbrake-pg.XXXXXX)
 if [ "$(id -u)" = 0 ]; then
