@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+from sqlalchemy.exc import IntegrityError
 
 __all__ = [
     "JournalFlock",
@@ -151,6 +153,10 @@ def _driver_url(storage: StorageURL) -> str:
     )
 
 
+#: Tries to open an RDB storage while another process creates its schema.
+_SCHEMA_ATTEMPTS = 5
+
+
 def open_storage(
     storage: StorageURL,
     *,
@@ -181,15 +187,26 @@ def open_storage(
         # heartbeat_interval and the retry callback are marked experimental in Optuna 5.
         warnings.simplefilter("ignore", ExperimentalWarning)
         try:
-            return RDBStorage(
-                _driver_url(storage),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=max_retry
-                ),
-                engine_kwargs={"pool_pre_ping": True} if storage.dialect != "sqlite" else {},
-            )
+            for attempt in range(_SCHEMA_ATTEMPTS):
+                try:
+                    return RDBStorage(
+                        _driver_url(storage),
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                            max_retry=max_retry
+                        ),
+                        engine_kwargs=(
+                            {"pool_pre_ping": True} if storage.dialect != "sqlite" else {}
+                        ),
+                    )
+                except IntegrityError:
+                    # Two processes opening a fresh database race in Optuna's
+                    # CREATE TABLE (PostgreSQL: a duplicate pg_type row). The winner
+                    # created the schema; the loser only has to open it again.
+                    if attempt == _SCHEMA_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
         except ImportError as err:
             raise StorageError(
                 f"cannot open {storage.shown}: {err} (PostgreSQL needs a driver: "
