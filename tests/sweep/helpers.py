@@ -18,8 +18,19 @@ REPO = Path(__file__).resolve().parents[2]
 COMMAND_TIMEOUT_S = 240
 
 
-def tiny_base(data_dir: Path, *, epochs: int = 2, batches: int = 3, brake: bool = True) -> dict:
-    """A LeNet/PHS fit on the tiny FashionMNIST that learns within a few steps."""
+def tiny_base(
+    data_dir: Path,
+    *,
+    epochs: int = 2,
+    batches: int = 3,
+    brake: bool = True,
+    gate: Path | None = None,
+) -> dict:
+    """A LeNet/PHS fit on the tiny FashionMNIST that learns within a few steps.
+
+    With ``gate``, every trial holds after its first epoch until that file exists
+    (:class:`tests.sweep.gate.Gate`).
+    """
     callbacks = (
         [
             {
@@ -35,6 +46,8 @@ def tiny_base(data_dir: Path, *, epochs: int = 2, batches: int = 3, brake: bool 
         if brake
         else []
     )
+    if gate is not None:
+        callbacks.append({"class_path": "tests.sweep.gate.Gate", "init_args": {"path": str(gate)}})
     return {
         "seed_everything": 0,
         "trainer": {
@@ -107,12 +120,25 @@ def journal_study(path: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(path))))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    every: float = 0.25,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> Any:
+    """Poll ``predicate`` until it is truthy; fail early (with the log's tail) if ``proc`` ends."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
+            raise AssertionError(
+                f"the sweep exited ({proc.returncode}) before {what}\n--- log tail ---\n{tail}"
+            )
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 

@@ -202,7 +202,8 @@ def _journal_lines_parse(journal: Path) -> int:
 
 def test_sigkilled_worker_trial_fails_and_is_retried(tmp_path: Path, fm_dir: Path) -> None:
     spec = {"sampler": "grid", "space": {"optimizer.lr": [0.05, 0.1, 0.2, 0.3]}}
-    path = write(tmp_path, fm_dir, spec, "kill", epochs=4, batches=4)
+    gate = tmp_path / "gate"
+    path = write(tmp_path, fm_dir, spec, "kill", epochs=4, batches=4, gate=gate)
     journal = tmp_path / "runs" / "kill" / "study.journal"
     log = tmp_path / "sweep.log"
     proc = start_sweep(
@@ -210,9 +211,14 @@ def test_sigkilled_worker_trial_fails_and_is_retried(tmp_path: Path, fm_dir: Pat
     )
     try:
         victim = wait_for(
-            lambda: trained_trial(journal, "kill"), 150, "a trial past its first epoch"
+            lambda: trained_trial(journal, "kill"),
+            150,
+            "a trial past its first epoch",
+            proc=proc,
+            log=log,
         )
         os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
+        gate.touch()
         assert proc.wait(timeout=240) == 0, log.read_text()[-4000:]
     finally:
         if proc.poll() is None:
@@ -233,13 +239,20 @@ def test_sigkilled_worker_trial_fails_and_is_retried(tmp_path: Path, fm_dir: Pat
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, fm_dir: Path) -> None:
     spec = {"sampler": "grid", "space": {"optimizer.lr": [0.05, 0.1, 0.2]}}
-    path = write(tmp_path, fm_dir, spec, "resume", epochs=4, batches=4)
+    gate = tmp_path / "gate"
+    path = write(tmp_path, fm_dir, spec, "resume", epochs=4, batches=4, gate=gate)
     journal = tmp_path / "runs" / "resume" / "study.journal"
     args = ("--config", str(path), "--workers", "2", "--runs-dir", "runs")
     log = tmp_path / "first.log"
     proc = start_sweep(*args, cwd=tmp_path, log=log)
     try:
-        wait_for(lambda: trained_trial(journal, "resume"), 150, "a trial past its first epoch")
+        wait_for(
+            lambda: trained_trial(journal, "resume"),
+            150,
+            "a trial past its first epoch",
+            proc=proc,
+            log=log,
+        )
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, log.read_text()[-4000:]
     finally:
@@ -253,6 +266,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path: Path, fm_di
     waiting = [t for t in study.trials if t.state == TrialState.WAITING]
     assert sorted(retried_from(t) for t in waiting) == sorted(t.number for t in stopped)
 
+    gate.touch()  # the resumed sweep runs through
     again = run_sweep(*args, cwd=tmp_path)
     assert again.returncode == 0, explain(again)
     study = journal_study(journal, "resume")
