@@ -24,7 +24,8 @@ from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from goalbrake.module import ImageClassifier
@@ -63,6 +64,31 @@ class GoalbrakeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         # The classifier's head follows the dataset.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with the default best-val checkpoint only where the config has none.
+
+        A config that lists its own ``Checkpoint`` callback (as every sweep trial's saved
+        ``config.yaml`` does) or sets ``enable_checkpointing: false`` replaces the default:
+        Lightning refuses two ModelCheckpoints with one state key, and a checkpoint
+        callback with checkpointing off.
+        """
+        config = self._get(self.config_init, "trainer", default={}) or {}
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        defaults = self.trainer_defaults
+        default_callbacks = defaults.get("callbacks") or []
+        default_callbacks = (
+            default_callbacks if isinstance(default_callbacks, list) else [default_callbacks]
+        )
+        own = any(isinstance(c, Checkpoint) for c in configured)
+        if own or config.get("enable_checkpointing") is False:
+            kept = [c for c in default_callbacks if not isinstance(c, Checkpoint)]
+            self.trainer_defaults = {**defaults, "callbacks": kept}
+        try:
+            return super().instantiate_trainer(**kwargs)
+        finally:
+            self.trainer_defaults = defaults
 
 
 def build(

@@ -182,3 +182,28 @@ def test_short_real_fit_on_fashion_mnist_beats_chance(tmp_path: Path) -> None:
     (log_dir,) = (tmp_path / "runs" / "fashionmnist_goal").glob("version_*")
     val_acc = scalars(log_dir)["val/acc"][-1][1]
     assert val_acc > 0.6  # chance is 0.1
+
+
+@pytest.mark.parametrize("own", ["checkpoint", "disabled", "default"])
+def test_a_config_s_own_checkpoint_replaces_the_default(tmp_path: Path, own: str) -> None:
+    """The default best-val checkpoint steps aside for a configured one (a sweep trial's saved
+    config.yaml has one) or for ``enable_checkpointing: false``; Lightning refuses both."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from goalbrake.cli import build
+
+    twin = tiny_twin(REPO / "configs/fashionmnist/goal.yaml", tmp_path)
+    if own == "checkpoint":
+        twin["trainer"]["callbacks"].append(
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"monitor": "val/loss", "filename": "mine"},
+            }
+        )
+    elif own == "disabled":
+        twin["trainer"]["enable_checkpointing"] = False
+    cli = build(twin, run=False)
+    found = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    expected = {"checkpoint": ["val/loss"], "disabled": [], "default": ["val/acc"]}[own]
+    assert [c.monitor for c in found] == expected
+    assert cli.trainer_defaults["callbacks"][0].monitor == "val/acc"  # defaults untouched

@@ -13,7 +13,11 @@ config (base config + fixed values + sampled values + seed), builds the run with
 
 The objective value is the best validation value over the epochs (the epoch a
 checkpoint selected on validation would keep); the last epoch's value is the user attr
-``final_value``. Only ``trainer.fit`` runs: the test set is never touched by a search.
+``final_value``. Only ``trainer.fit`` runs, so the test set is never touched by a search;
+a reproduction (a grid that selects nothing) may set ``test: true``, and a COMPLETE trial
+is then tested after its fit: the final weights, and the best-val checkpoint when
+``checkpoint: true``, in the user attr ``test`` (``{"final": {"test/acc": ..,
+"test/loss": ..}, "best": {..}}``; DESIGN §5 asks for both).
 The TensorBoard run of trial n is ``<runs>/<study>/trial_<n>``, with the trial's
 hyperparameters and ``hp/objective``, ``hp/final``, ``hp/epochs`` in the HPARAMS tab.
 
@@ -51,7 +55,15 @@ from goalbrake.sweep.trial_callbacks import (
 __all__ = ["Interrupted", "Objective", "fit_config", "trial_dir"]
 
 #: User attrs that describe one attempt; a retried trial starts with them cleared.
-ATTEMPT_ATTRS = ("fail_reason", "prune_reason", "nonfinite", "curve", "best_epoch", "final_value")
+ATTEMPT_ATTRS = (
+    "fail_reason",
+    "prune_reason",
+    "nonfinite",
+    "curve",
+    "best_epoch",
+    "final_value",
+    "test",
+)
 INTERRUPTED = "interrupted"
 
 
@@ -210,6 +222,8 @@ class Objective:
                 raise KeyboardInterrupt
             # Under DDP the pruning decision travels through the storage (RDB only).
             pruning.check_pruned()
+            if self.spec.test and recorder.best is not None:
+                trial.set_user_attr("test", self._test(trainer, cli))
         except optuna.TrialPruned as err:
             outcome = "pruned"
             if not trial.user_attrs.get("prune_reason"):
@@ -226,6 +240,18 @@ class Objective:
             )
         self.last_outcome = "complete"
         return recorder.best
+
+    def _test(self, trainer: Any, cli: Any) -> dict[str, dict[str, float]]:
+        """Test the final weights, then the best-val checkpoint (if one was kept)."""
+
+        def run(**kwargs: Any) -> dict[str, float]:
+            (metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, verbose=False, **kwargs)
+            return {name: float(value) for name, value in metrics.items()}
+
+        out = {"final": run()}
+        if self.spec.checkpoint:
+            out["best"] = run(ckpt_path="best")
+        return out
 
     def _finish(
         self,

@@ -90,6 +90,7 @@ TOP_LEVEL_KEYS = (
     "retries",
     "heartbeat",
     "checkpoint",
+    "test",
 )
 #: Sampler arguments the sweep sets itself.
 _SAMPLER_OWNED = {"search_space", "seed"}
@@ -238,6 +239,9 @@ class SweepSpec:
     heartbeat_interval: int
     grace_period: int
     checkpoint: bool
+    #: Test each COMPLETE trial after its fit (final weights, and the best-val checkpoint
+    #: when ``checkpoint``); for reproductions only, never for a search that selects.
+    test: bool = False
     #: Parsed base configs by their path as written in the spec.
     bases: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Where each base config lives on disk.
@@ -600,6 +604,16 @@ def load_spec(path: str | Path, *, study: str | None = None) -> SweepSpec:
     checkpoint = raw.get("checkpoint", False)
     if not isinstance(checkpoint, bool):
         raise _fail(where, f"invalid checkpoint {checkpoint!r} (true or false)")
+    test = raw.get("test", False)
+    if not isinstance(test, bool):
+        raise _fail(where, f"invalid test {test!r} (true or false)")
+    if test and sampler != "grid":
+        raise _fail(
+            where,
+            f"test: true needs sampler: grid (got {sampler!r}): a search "
+            "selects settings and must not see the test set; test the chosen one with "
+            "goalbrake test",
+        )
 
     spec_dir = path.parent
     base_value = raw.get("base")
@@ -716,6 +730,7 @@ def load_spec(path: str | Path, *, study: str | None = None) -> SweepSpec:
         heartbeat_interval=interval,
         grace_period=grace,
         checkpoint=checkpoint,
+        test=test,
         bases=bases,
         base_files=base_files,
     )

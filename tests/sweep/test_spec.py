@@ -117,6 +117,14 @@ BAD = [
         "rows: needs sampler: grid",
     ),
     ({"space": {}}, "empty search space"),
+    (
+        {"test": True, "space": {"optimizer.lr": [0.1]}},
+        "test: true needs sampler: grid (got 'tpe')",
+    ),
+    (
+        {"sampler": "grid", "test": "yes", "space": {"optimizer.lr": [0.1]}},
+        "invalid test 'yes' (true or false)",
+    ),
 ]
 
 

@@ -7,8 +7,10 @@ the study back from its storage the way a new process would.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,13 @@ def read_hparams(run_dir: Path) -> tuple[dict[str, Any], set[str]]:
 
 
 # ----------------------------------------------------------------- 6 trials, 2 workers
-GRID6 = {"sampler": "grid", "seeds": 2, "space": {"optimizer.lr": [0.05, 0.1, 0.2]}}
+GRID6 = {
+    "sampler": "grid",
+    "seeds": 2,
+    "space": {"optimizer.lr": [0.05, 0.1, 0.2]},
+    "checkpoint": True,
+    "test": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +95,40 @@ def test_two_workers_complete_a_grid_exactly(grid6: dict[str, Any]) -> None:
         assert t.value == max(t.user_attrs["curve"]["val/acc"])
         assert t.user_attrs["final_value"] == t.user_attrs["curve"]["val/acc"][-1]
         assert (run / "config.yaml").is_file()
+
+
+# Testing with the logger off moves the checkpoint callback's dirpath; Lightning says so.
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
+def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
+    grid6: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``test: true``: both test accuracies are in the storage, and the best one is what
+    ``goalbrake test`` gives for the trial's config and best-val checkpoint."""
+    from goalbrake.cli import build
+
+    study = journal_study(grid6["journal"], "grid6")
+    for t in study.trials:
+        test = t.user_attrs["test"]
+        assert set(test) == {"final", "best"}
+        for kind in ("final", "best"):
+            assert 0.0 <= test[kind]["test/acc"] <= 1.0
+            assert math.isfinite(test[kind]["test/loss"])
+    monkeypatch.chdir(tmp_path)  # logger false: the test run's config.yaml lands here
+    monkeypatch.setattr(sys, "argv", ["goalbrake"])  # the words come as args
+    for t in study.trials[:2]:
+        run = grid6["root"] / t.user_attrs["tensorboard"]
+        (best,) = (run / "checkpoints").glob("best-*.ckpt")
+        assert best.name == f"best-epoch{t.user_attrs['best_epoch']:02d}.ckpt"
+        cli = build(
+            ["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]
+            + ["--trainer.logger", "false"],
+            run=True,
+        )
+        again = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+        assert again["test/acc"] == pytest.approx(t.user_attrs["test"]["best"]["test/acc"])
+        assert again["test/loss"] == pytest.approx(
+            t.user_attrs["test"]["best"]["test/loss"], rel=1e-5
+        )
 
 
 def test_rerun_of_a_finished_study_starts_nothing(grid6: dict[str, Any]) -> None:
