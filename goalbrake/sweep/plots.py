@@ -216,9 +216,11 @@ def plot_curves(results: StudyResults, path: Path) -> Path | None:
     best = results.best_per_method()
     if not best:
         return None
+    order = sorted(best, key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9)
+    if not any(t.curve.get(results.metric) for m in order for t in best[m].complete):
+        return None
     fig, ax = plt.subplots(figsize=(7, 4.4), layout="constrained")
     seen: dict[str, str] = {}
-    order = sorted(best, key=lambda m: list(METHOD_COLORS).index(m) if m in METHOD_COLORS else 9)
     for method in order:
         point: Point = best[method]
         runs = [t for t in point.complete if t.curve.get(results.metric)]

@@ -12,6 +12,8 @@ Writes into ``--out`` (default ``<runs-dir>/<study>/report``):
 ``best.md``, ``best.csv``   best points (seeds aggregated: mean ± sample std, n)
 ``trials.csv``              every trial: state, value, final value, parameters, reasons
 ``importances.csv``         PED-ANOVA importances of the varying hyperparameters, per method
+``paired.md``, ``paired.csv`` per lr, each method's best setting against the others, paired
+                            by seed (mean difference, 95 % CI, p, wins); grids with seeds
 ``objective_vs_params.png`` objective vs each hyperparameter
 ``curves.png``              validation metric over epochs, best SGD/PHS/goal (Fig. 3)
 ``mass_friction.png``       objective over mass × friction at fixed lr (Fig. 1)
@@ -20,7 +22,9 @@ Writes into ``--out`` (default ``<runs-dir>/<study>/report``):
 ==========================  =============================================================
 
 A figure that does not apply (e.g. no mass × friction variation) is left out and the
-report says why. Values are validation metrics: a sweep never touches the test set.
+report says why. Settings are ranked and selected on the validation metric; a ``test: true``
+grid (a reproduction) adds the test accuracy of the final weights and of the best-val
+checkpoint beside it.
 """
 
 from __future__ import annotations
@@ -176,6 +180,67 @@ def _csv_value(value: Any) -> Any:
     return "" if value is None else value
 
 
+#: Where the paired comparison splits a study (one table per value).
+PAIR_BY = "optimizer.lr"
+_METHOD_ORDER = ("goal", "PHS", "SGD")
+
+
+def _arm_rank(arm: str) -> tuple[int, str]:
+    method = arm.split(" (")[0]
+    return (_METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER), arm)
+
+
+def comparisons(results: Any) -> list[dict[str, Any]]:
+    """Paired comparisons of the arms (methods; braking split by goal reading) per lr.
+
+    Within each value of ``optimizer.lr`` (the whole study if it has none), each arm's best
+    point is the one with the best *mean validation* objective; every pair of arms is then
+    compared seed by seed (same seed: same initial weights and data order) on the
+    validation objective and, for a ``test: true`` grid, on the test accuracy of the
+    best-val checkpoint and of the final weights. Pairs with fewer than two common seeds
+    are left out.
+    """
+    from goalbrake.sweep.stats import paired
+
+    groups: dict[Any, list[Any]] = {}
+    for point in results.points():  # best mean first
+        groups.setdefault(point.param(PAIR_BY), []).append(point)
+    out = []
+    for group, points in sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
+        best: dict[str, Any] = {}
+        for point in points:
+            best.setdefault(point.complete[0].arm, point)
+        arms = sorted(best, key=_arm_rank)
+        for i, a in enumerate(arms):
+            for b in arms[i + 1 :]:
+                ta = {t.seed: t for t in best[a].complete}
+                tb = {t.seed: t for t in best[b].complete}
+                seeds = sorted(set(ta) & set(tb), key=str)
+                if len(seeds) < 2:
+                    continue
+                row: dict[str, Any] = {
+                    PAIR_BY: group,
+                    "a": a,
+                    "b": b,
+                    "a_point": best[a],
+                    "b_point": best[b],
+                    "seeds": seeds,
+                    "val": paired([ta[s].value for s in seeds], [tb[s].value for s in seeds]),
+                }
+                for kind in ("best", "final"):
+                    va = [ta[s].test_value(kind) for s in seeds]
+                    vb = [tb[s].test_value(kind) for s in seeds]
+                    if None not in va and None not in vb:
+                        row[f"test_{kind}"] = paired(va, vb)
+                out.append(row)
+    return out
+
+
+def _setting(point: Any, names: list[str]) -> str:
+    parts = [f"{n.rpartition('.')[2]} {_fmt(point.param(n))}" for n in names]
+    return ", ".join(p for p in parts if not p.endswith(" "))
+
+
 def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
     """Write the tables and figures of ``study`` into ``out``; returns the files written."""
     from goalbrake.sweep import plots
@@ -202,6 +267,8 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
         "retry_of",
         "reason",
         "duration_s",
+        "test_acc_final",
+        "test_acc_best",
     ]
     _write_csv(
         out / "trials.csv",
@@ -220,6 +287,8 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
                 _csv_value(r.retry_of),
                 r.reason,
                 _csv_value(r.duration_s),
+                _csv_value(r.test_value("final")),
+                _csv_value(r.test_value("best")),
             ]
             for r in results.rows
         ],
@@ -240,6 +309,10 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
             f"{metric}_std",
             "final_mean",
             "final_std",
+            "test_acc_final_mean",
+            "test_acc_final_std",
+            "test_acc_best_mean",
+            "test_acc_best_std",
             "trials",
         ],
         [
@@ -252,28 +325,96 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
                 _csv_value(p.value[1]),
                 _csv_value(p.final[0]),
                 _csv_value(p.final[1]),
+                *(_csv_value(v) for v in p.test("final")),
+                *(_csv_value(v) for v in p.test("best")),
                 " ".join(str(t.number) for t in p.complete),
             ]
             for i, p in enumerate(points)
         ],
     )
     written.append(out / "best.csv")
+    tested = any(r.test for r in results.rows)
+    test_head = " | test acc (final) | test acc (best-val ckpt)" if tested else ""
     md = [
         f"| rank | method | {' | '.join(shown)} | n | {metric} (best epoch) "
-        f"| {metric} (last epoch) | trials |",
-        "|" + "---|" * (len(shown) + 6),
+        f"| {metric} (last epoch){test_head} | trials |",
+        "|" + "---|" * (len(shown) + 6 + 2 * tested),
     ]
     for i, p in enumerate(points):
+        test_cells = f"{_pm(*p.test('final'))} | {_pm(*p.test('best'))} | " if tested else ""
         md.append(
             f"| {i + 1} | {p.method} | "
             + " | ".join(_fmt(p.param(n)) for n in shown)
-            + f" | {p.n} | {_pm(*p.value)} | {_pm(*p.final)} | "
+            + f" | {p.n} | {_pm(*p.value)} | {_pm(*p.final)} | {test_cells}"
             + " ".join(str(t.number) for t in p.complete)
             + " |"
         )
     best_md = "\n".join(md) + "\n"
     (out / "best.md").write_text(best_md)
     written.append(out / "best.md")
+
+    pairs = comparisons(results)
+    columns = [("val", f"Δ {metric}")]
+    if tested:
+        columns += [
+            ("test_best", "Δ test acc (best-val ckpt)"),
+            ("test_final", "Δ test acc (final)"),
+        ]
+    _write_csv(
+        out / "paired.csv",
+        [PAIR_BY, "a", "b", "seeds", "a_trials", "b_trials"]
+        + [
+            f"{key}_{stat}"
+            for key, _ in columns
+            for stat in ("mean", "std", "t", "p", "ci_low", "ci_high", "wins")
+        ],
+        [
+            [
+                _csv_value(row[PAIR_BY]),
+                row["a"],
+                row["b"],
+                " ".join(str(s) for s in row["seeds"]),
+                " ".join(str(t.number) for t in row["a_point"].complete),
+                " ".join(str(t.number) for t in row["b_point"].complete),
+            ]
+            + [
+                _csv_value(v)
+                for key, _ in columns
+                for v in (
+                    (
+                        row[key].mean,
+                        row[key].std,
+                        row[key].t,
+                        row[key].p,
+                        *(row[key].ci95 or (None, None)),
+                        row[key].wins,
+                    )
+                    if key in row
+                    else (None,) * 7
+                )
+            ]
+            for row in pairs
+        ],
+    )
+    written.append(out / "paired.csv")
+    free = [n for n in shown if n not in (PAIR_BY, "row")]
+    paired_md = [
+        f"| {PAIR_BY.rpartition('.')[2]} | A | B | seeds | "
+        + " | ".join(f"{title}, A − B" for _, title in columns)
+        + " |",
+        "|" + "---|" * (4 + len(columns)),
+    ]
+    for row in pairs:
+        cells = [
+            _fmt(row[PAIR_BY]),
+            f"{row['a']}: {_setting(row['a_point'], free)}",
+            f"{row['b']}: {_setting(row['b_point'], free)}",
+            str(len(row["seeds"])),
+        ] + [row[key].describe() if key in row else "" for key, _ in columns]
+        paired_md.append("| " + " | ".join(cells) + " |")
+    paired_text = "\n".join(paired_md) + "\n" if pairs else ""
+    (out / "paired.md").write_text(paired_text)
+    written.append(out / "paired.md")
 
     imp, imp_note = importances(results)
     _write_csv(
@@ -294,7 +435,7 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
             "Validation curves of the best SGD / PHS / goal settings (Fig. 3)",
             "curves.png",
             plots.plot_curves(results, out / "curves.png"),
-            "no complete trial",
+            "no complete trial recorded a curve",
         ),
         (
             "Mass × friction at fixed lr (Fig. 1)",
@@ -331,8 +472,12 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
     report = [
         f"# Sweep report: {results.name}",
         "",
-        f"- objective: {results.direction} `{metric}`, the best epoch's value (validation; "
-        "the test set is untouched by the search)",
+        f"- objective: {results.direction} `{metric}`, the best epoch's value (validation"
+        + (
+            "; each complete trial was tested after its fit: final weights and best-val checkpoint)"
+            if tested
+            else "; the test set is untouched by the search)"
+        ),
         f"- sampler {results.attrs.get('sampler')}, pruner {results.attrs.get('pruner')}, "
         f"seeds per point {results.attrs.get('seeds', 1)}, sweep file "
         f"`{results.attrs.get('spec_file')}`",
@@ -351,6 +496,19 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
         "Mean ± sample std (ddof 1) over the seeds of each setting; n = complete trials.",
         "",
         best_md,
+        "## Paired comparisons",
+        "",
+        (
+            f"Per {PAIR_BY}, each method's best setting (braking split by goal reading; "
+            "selected on the mean validation value) against the others, seed by seed: "
+            "mean difference A − B in percentage points, its 95 % confidence interval "
+            "(Student t, n − 1 degrees of freedom), the two-sided p of a paired t test, "
+            "and on how many seeds A was better."
+            if pairs
+            else "No pair of methods shares two or more seeds."
+        ),
+        "",
+        paired_text,
         "## Parameter importances",
         "",
         imp_note + ".",

@@ -22,6 +22,9 @@ from goalbrake.sweep.recovery import retried_from
 from goalbrake.sweep.spec import SEED_PARAM
 from goalbrake.sweep.study import STUDY_ATTR
 
+#: The goal reading's address (``remaining`` / ``reduction`` / ``absolute``).
+MODE = "brake.mode"
+
 __all__ = ["Point", "StudyResults", "TrialRow", "collect"]
 
 
@@ -41,10 +44,23 @@ class TrialRow:
     retry_of: int | None
     duration_s: float | None
     intermediate: dict[int, float]
+    #: ``{"final": {"test/acc": .., "test/loss": ..}, "best": {..}}`` of a ``test: true`` grid.
+    test: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
         return str(self.config.get("method", "?"))
+
+    @property
+    def arm(self) -> str:
+        """The method, with the goal reading of a braking run: ``goal (remaining)``."""
+        mode = self.config.get(MODE)
+        return f"{self.method} ({mode})" if mode is not None else self.method
+
+    def test_value(self, kind: str, metric: str = "test/acc") -> float | None:
+        """The test ``metric`` of the ``final`` weights or the ``best``-val checkpoint."""
+        value = (self.test.get(kind) or {}).get(metric)
+        return None if value is None else float(value)
 
     @property
     def seed(self) -> Any:
@@ -82,6 +98,10 @@ class Point:
     @property
     def final(self) -> tuple[float | None, float | None]:
         return _mean_std([t.final_value for t in self.complete if t.final_value is not None])
+
+    def test(self, kind: str) -> tuple[float | None, float | None]:
+        """Mean ± std of the test accuracy of the ``final`` weights or ``best`` checkpoint."""
+        return _mean_std([v for t in self.complete if (v := t.test_value(kind)) is not None])
 
     def param(self, name: str) -> Any:
         return dict(self.key).get(name)
@@ -159,6 +179,7 @@ def _row(trial: FrozenTrial) -> TrialRow:
         retry_of=retried_from(trial),
         duration_s=attrs.get("duration_s"),
         intermediate=dict(trial.intermediate_values),
+        test=dict(attrs.get("test") or {}),
     )
 
 

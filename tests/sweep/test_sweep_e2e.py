@@ -120,8 +120,12 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
         (best,) = (run / "checkpoints").glob("best-*.ckpt")
         assert best.name == f"best-epoch{t.user_attrs['best_epoch']:02d}.ckpt"
         cli = build(
-            ["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(best)]
-            + ["--trainer.logger", "false"],
+            [
+                "test",
+                *("--config", str(run / "config.yaml")),
+                *("--ckpt_path", str(best)),
+                *("--trainer.logger", "false"),
+            ],
             run=True,
         )
         again = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
