@@ -182,7 +182,7 @@ def _csv_value(value: Any) -> Any:
 
 #: Where the paired comparison splits a study (one table per value).
 PAIR_BY = "optimizer.lr"
-_METHOD_ORDER = ("goal", "PHS", "SGD")
+_METHOD_ORDER = ("goal", "phs", "sgd")
 
 
 def _arm_rank(arm: str) -> tuple[int, str]:
@@ -397,7 +397,7 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
         ],
     )
     written.append(out / "paired.csv")
-    free = [n for n in shown if n not in (PAIR_BY, "row")]
+    free = [n for n in shown if n not in (PAIR_BY, "row", "brake.mode")]
     paired_md = [
         f"| {PAIR_BY.rpartition('.')[2]} | A | B | seeds | "
         + " | ".join(f"{title}, A − B" for _, title in columns)

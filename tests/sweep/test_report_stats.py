@@ -24,13 +24,13 @@ PARAMS = ["optimizer.lr", "optimizer.mass", "brake.mode"]
 SEEDS = [0, 1, 2]
 # (method, lr, mass, mode, base accuracy): two PHS masses per lr, so the best one is chosen.
 POINTS = [
-    ("SGD", 0.1, None, None, 0.880),
-    ("PHS", 0.1, 1.0, None, 0.870),
-    ("PHS", 0.1, 10.0, None, 0.890),
+    ("sgd", 0.1, None, None, 0.880),
+    ("phs", 0.1, 1.0, None, 0.870),
+    ("phs", 0.1, 10.0, None, 0.890),
     ("goal", 0.1, 10.0, "remaining", 0.895),
     ("goal", 0.1, 10.0, "reduction", 0.860),
-    ("SGD", 0.01, None, None, 0.850),
-    ("PHS", 0.01, 10.0, None, 0.860),
+    ("sgd", 0.01, None, None, 0.850),
+    ("phs", 0.01, 10.0, None, 0.860),
     ("goal", 0.01, 10.0, "remaining", 0.840),
 ]
 
@@ -90,13 +90,13 @@ def test_comparisons_pick_each_arm_s_best_by_validation_and_pair_by_seed(
     assert len(rows) == 9
     assert [k[1:] for k in at if k[0] == 0.1][:3] == [
         ("goal (reduction)", "goal (remaining)"),
-        ("goal (reduction)", "PHS"),
-        ("goal (reduction)", "SGD"),
+        ("goal (reduction)", "phs"),
+        ("goal (reduction)", "sgd"),
     ]
-    row = at[(0.1, "goal (remaining)", "PHS")]
+    row = at[(0.1, "goal (remaining)", "phs")]
     assert row["b_point"].param("optimizer.mass") == 10.0  # PHS's best mass on validation
     a = _trials(study, "goal", 0.1, 10.0, "remaining")
-    b = _trials(study, "PHS", 0.1, 10.0, None)
+    b = _trials(study, "phs", 0.1, 10.0, None)
     assert row["val"] == paired([t.value for t in a], [t.value for t in b])
     for kind in ("best", "final"):
         expect = paired(
@@ -118,10 +118,10 @@ def test_report_writes_test_columns_and_the_paired_table(
     with (tmp_path / "paired.csv").open() as f:
         table = list(csv.DictReader(f))
     assert len(table) == 9
-    row = next(r for r in table if (r["optimizer.lr"], r["a"], r["b"]) == ("0.01", "PHS", "SGD"))
+    row = next(r for r in table if (r["optimizer.lr"], r["a"], r["b"]) == ("0.01", "phs", "sgd"))
     expect = paired(
-        [t.user_attrs["test"]["best"]["test/acc"] for t in _trials(study, "PHS", 0.01, 10.0, None)],
-        [t.user_attrs["test"]["best"]["test/acc"] for t in _trials(study, "SGD", 0.01, None, None)],
+        [t.user_attrs["test"]["best"]["test/acc"] for t in _trials(study, "phs", 0.01, 10.0, None)],
+        [t.user_attrs["test"]["best"]["test/acc"] for t in _trials(study, "sgd", 0.01, None, None)],
     )
     assert float(row["test_best_mean"]) == pytest.approx(expect.mean, abs=1e-15)
     assert float(row["test_best_p"]) == pytest.approx(expect.p, abs=1e-15)
@@ -137,4 +137,4 @@ def test_report_writes_test_columns_and_the_paired_table(
     assert float(top["test_acc_final_mean"]) == pytest.approx(sum(tops) / 3, abs=1e-12)
     report = (tmp_path / "report.md").read_text()
     assert "## Paired comparisons" in report and "test acc (best-val ckpt)" in report
-    assert "| 0.1 | goal (remaining): mass 10, mode remaining | PHS: mass 10" in report
+    assert "| 0.1 | goal (remaining): mass 10 | phs: mass 10" in report
