@@ -134,6 +134,16 @@ def _one_line(err: BaseException) -> str:
     return " ".join(kept) or type(err).__name__
 
 
+def quiet_dependency_warnings() -> None:
+    """Silence what our dependencies warn each other about, which is no news for a user.
+
+    Lightning's CLI, not the user, calls jsonargparse APIs deprecated in 4.49, and Lightning
+    2.6 uses a torch pytree check that torch 2.14 deprecates.
+    """
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``goalbrake`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -145,10 +155,7 @@ def main(args: Sequence[str] | None = None) -> int:
         from goalbrake.sweep.report import main as report_main
 
         return report_main(argv[1:])
-    # Lightning's CLI, not the user, calls jsonargparse APIs deprecated in 4.49, and Lightning
-    # 2.6 uses a torch pytree check that torch 2.14 deprecates: neither is news for a user.
-    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+    quiet_dependency_warnings()
     from jsonargparse import ArgumentError
 
     try:

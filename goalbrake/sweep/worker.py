@@ -41,6 +41,9 @@ MAX_CONSECUTIVE_ERRORS = 3
 
 def quiet_lightning() -> None:
     """Keep a worker's output to Optuna's one line per trial and real warnings."""
+    from goalbrake.cli import quiet_dependency_warnings
+
+    quiet_dependency_warnings()
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -78,6 +78,7 @@ def grid6(tmp_path_factory: pytest.TempPathFactory, fm_dir: Path) -> dict[str, A
 def test_two_workers_complete_a_grid_exactly(grid6: dict[str, Any]) -> None:
     proc = grid6["proc"]
     assert proc.returncode == 0, explain(proc)
+    assert "LeafSpec" not in proc.stderr + proc.stdout, "dependency noise in the workers' output"
     study = journal_study(grid6["journal"], "grid6")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
