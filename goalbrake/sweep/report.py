@@ -236,9 +236,11 @@ def comparisons(results: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _setting(point: Any, names: list[str]) -> str:
+def _arm_cell(arm: str, point: Any, names: list[str]) -> str:
+    """``goal (remaining): mass 10, goal 0.05, factor 50``; just the arm without settings."""
     parts = [f"{n.rpartition('.')[2]} {_fmt(point.param(n))}" for n in names]
-    return ", ".join(p for p in parts if not p.endswith(" "))
+    setting = ", ".join(p for p in parts if not p.endswith(" "))
+    return f"{arm}: {setting}" if setting else arm
 
 
 def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
@@ -407,8 +409,8 @@ def write_report(study: Any, out: Path, top: int = 20) -> list[Path]:
     for row in pairs:
         cells = [
             _fmt(row[PAIR_BY]),
-            f"{row['a']}: {_setting(row['a_point'], free)}",
-            f"{row['b']}: {_setting(row['b_point'], free)}",
+            _arm_cell(row["a"], row["a_point"], free),
+            _arm_cell(row["b"], row["b_point"], free),
             str(len(row["seeds"])),
         ] + [row[key].describe() if key in row else "" for key, _ in columns]
         paired_md.append("| " + " | ".join(cells) + " |")
