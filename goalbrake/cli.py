@@ -175,7 +175,22 @@ def main(args: Sequence[str] | None = None) -> int:
             raise
         print(f"goalbrake: error: {_one_line(err)}", file=sys.stderr)
         return 1
+    # Only after success: after an error another rank may still wait in a collective.
+    close_process_group()
     return 0
+
+
+def close_process_group() -> None:
+    """Destroy torch.distributed's default process group if a DDP run left one open.
+
+    Lightning leaves it alive after ``fit``; a gloo group still alive when the interpreter
+    exits can abort the process ("terminate called without an active exception", exit -6)
+    after the run itself succeeded.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

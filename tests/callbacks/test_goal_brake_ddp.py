@@ -68,6 +68,7 @@ def _main(out: Path) -> None:
     import lightning.pytorch as pl
 
     from goalbrake.callbacks import GoalBrake
+    from goalbrake.cli import close_process_group
 
     class Losses(pl.Callback):
         def __init__(self) -> None:
@@ -104,6 +105,7 @@ def _main(out: Path) -> None:
         },
         out / f"rank{trainer.global_rank}.pt",
     )
+    close_process_group()  # as the goalbrake command does: else gloo may abort at exit
 
 
 if __name__ == "__main__":
