@@ -207,3 +207,18 @@ def test_a_config_s_own_checkpoint_replaces_the_default(tmp_path: Path, own: str
     expected = {"checkpoint": ["val/loss"], "disabled": [], "default": ["val/acc"]}[own]
     assert [c.monitor for c in found] == expected
     assert cli.trainer_defaults["callbacks"][0].monitor == "val/acc"  # defaults untouched
+
+
+def test_close_process_group_destroys_an_open_group_and_is_a_no_op_without_one(
+    tmp_path: Path,
+) -> None:
+    import torch.distributed as dist
+
+    from goalbrake.cli import close_process_group
+
+    close_process_group()  # nothing open: nothing to do
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
