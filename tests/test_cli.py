@@ -11,7 +11,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from goalbrake.cli import main
+from goalbrake.cli import close_process_group, main
 from tests.twins import REPO, tiny_twin, write_twin
 
 GOALBRAKE = [sys.executable, "-m", "goalbrake.cli"]
@@ -213,8 +213,6 @@ def test_close_process_group_destroys_an_open_group_and_is_a_no_op_without_one(
     tmp_path: Path,
 ) -> None:
     import torch.distributed as dist
-
-    from goalbrake.cli import close_process_group
 
     close_process_group()  # nothing open: nothing to do
     store = dist.FileStore(str(tmp_path / "store"), 1)
