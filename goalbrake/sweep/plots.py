@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from goalbrake.sweep.results import Point, StudyResults
 
@@ -59,6 +59,20 @@ def _numeric(values: Sequence[Any]) -> bool:
 def _log_scale(values: Sequence[float]) -> bool:
     positive = [v for v in values if v > 0]
     return len(positive) == len(values) and len(values) > 1 and max(values) / min(values) >= 10
+
+
+def _log_axis(ax: Any, which: str) -> None:
+    """Log scale on ``ax``'s ``which`` ("x" or "y") axis, labelled plainly at 1, 2, 5 × 10^k
+    (matplotlib's default labels a short range's minor ticks in overlapping 2×10⁻¹ text)."""
+    if which == "x":
+        ax.set_xscale("log")
+        axis = ax.xaxis
+    else:
+        ax.set_yscale("log")
+        axis = ax.yaxis
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -166,7 +180,7 @@ def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
                 lw=1.0,
             )
         if log:
-            ax.set_xscale("log")
+            _log_axis(ax, "x")
         ax.set_xlabel(name)
         ax.set_ylim(floor - pad, hi + pad)
         ax.grid(alpha=0.3)
@@ -329,9 +343,9 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
                 linewidths=0.3,
             )
             if _log_scale([float(r.config[MASS]) for r in subset]):
-                ax.set_xscale("log")
+                _log_axis(ax, "x")
             if _log_scale([float(r.config[FRICTION]) for r in subset]):
-                ax.set_yscale("log")
+                _log_axis(ax, "y")
         else:
             grid = np.full((len(frictions), len(masses)), np.nan)
             spread = np.full_like(grid, np.nan)

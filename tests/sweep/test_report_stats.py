@@ -138,3 +138,28 @@ def test_report_writes_test_columns_and_the_paired_table(
     report = (tmp_path / "report.md").read_text()
     assert "## Paired comparisons" in report and "test acc (best-val ckpt)" in report
     assert "| 0.1 | goal (remaining): mass 10 | phs: mass 10" in report
+
+
+@pytest.mark.parametrize("which", ["x", "y"])
+def test_log_axes_label_1_2_5_plainly_and_leave_minor_ticks_blank(which: str) -> None:
+    """A short log range (0.05 … 0.7, as brake.goal's) gets readable labels, not 2×10⁻¹."""
+    import matplotlib.pyplot as plt
+
+    from goalbrake.sweep.plots import _log_axis
+
+    fig, ax = plt.subplots()
+    values = [0.05, 0.08, 0.3, 0.7]
+    ax.plot(values, values, "o")
+    _log_axis(ax, which)
+    fig.canvas.draw()
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    lo, hi = sorted(getattr(ax, f"get_{which}lim")())
+    coordinate = 1 if which == "y" else 0
+    major = [
+        t.get_text() for t in axis.get_ticklabels() if lo <= t.get_position()[coordinate] <= hi
+    ]
+    minor = [t.get_text() for t in axis.get_ticklabels(minor=True) if t.get_text()]
+    plt.close(fig)
+    assert getattr(ax, f"get_{which}scale")() == "log"
+    assert major == ["0.05", "0.1", "0.2", "0.5"]
+    assert minor == []
