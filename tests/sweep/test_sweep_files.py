@@ -72,3 +72,19 @@ def test_paper_tables_hold_the_papers_best_rows() -> None:
     }
     rows1 = [r for r in table1.rows if all(r.values.get(k) == v for k, v in best1.items())]
     assert sorted(r.values["brake.mode"] for r in rows1) == ["reduction", "remaining"]
+
+
+def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings() -> None:
+    """Braking vs PHS in the confirmation grid is paired: same lr, mass, friction, seeds."""
+    spec = load_spec(REPO / "sweeps" / "fashionmnist_goal_confirm.yaml")
+    optimizer = ("optimizer.lr", "optimizer.mass", "optimizer.friction")
+    by_label = {r.label: r for r in spec.rows}
+    goals = [label for label in by_label if label.startswith("goal_")]
+    assert goals
+    for label in goals:
+        phs = by_label[label.replace("goal_", "phs_", 1)]
+        goal = by_label[label]
+        assert [phs.values[k] for k in optimizer] == [goal.values[k] for k in optimizer]
+        assert not any(k.startswith("brake.") for k in phs.values)
+        assert goal.values["brake.mode"] == "remaining"
+    assert spec.test and spec.seeds == 5
