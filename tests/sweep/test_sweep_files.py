@@ -74,9 +74,15 @@ def test_paper_tables_hold_the_papers_best_rows() -> None:
     assert sorted(r.values["brake.mode"] for r in rows1) == ["reduction", "remaining"]
 
 
-def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings() -> None:
-    """Braking vs PHS in the confirmation grid is paired: same lr, mass, friction, seeds."""
-    spec = load_spec(REPO / "sweeps" / "fashionmnist_goal_confirm.yaml")
+@pytest.mark.parametrize(
+    ("name", "mode", "seeds"),
+    [("fashionmnist_goal_confirm", "remaining", 5), ("cifar10_goal_confirm", "reduction", 3)],
+)
+def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings(
+    name: str, mode: str, seeds: int
+) -> None:
+    """Braking vs PHS in a confirmation grid is paired: same lr, mass, friction, seeds."""
+    spec = load_spec(REPO / "sweeps" / f"{name}.yaml")
     optimizer = ("optimizer.lr", "optimizer.mass", "optimizer.friction")
     by_label = {r.label: r for r in spec.rows}
     goals = [label for label in by_label if label.startswith("goal_")]
@@ -86,5 +92,5 @@ def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings()
         goal = by_label[label]
         assert [phs.values[k] for k in optimizer] == [goal.values[k] for k in optimizer]
         assert not any(k.startswith("brake.") for k in phs.values)
-        assert goal.values["brake.mode"] == "remaining"
-    assert spec.test and spec.seeds == 5
+        assert goal.values["brake.mode"] == mode
+    assert spec.test and spec.seeds == seeds
