@@ -37,10 +37,11 @@ def tiny_twin(
     config = yaml.safe_load(path.read_text())
     twin = copy.deepcopy(config)
     data = twin["data"].setdefault("init_args", {})
+    # A config without a validation split (val_size: 0, a refit) keeps none.
     data.update(
         data_dir=str(fake_data(config, tmp)),
         download=False,
-        val_size=100,
+        val_size=100 if data.get("val_size", 1) else 0,
         batch_size=32,
         eval_batch_size=100,
     )

@@ -40,7 +40,9 @@ class TrialRecorder(pl.Callback):
 
     ``curve`` maps ``"epoch"`` and every recorded metric name to a list, one entry per
     validation run (NaN where a metric was missing). ``best`` and ``final`` are the best and
-    the last value of ``metric``.
+    the last value of ``metric``. An objective logged in training (``train/...``, e.g. a
+    refit without a validation split) is recorded once per training epoch instead, after
+    ``LightningModule.on_train_epoch_end`` has logged it.
 
     Args:
         trial: the running trial.
@@ -56,14 +58,16 @@ class TrialRecorder(pl.Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.final: float | None = None
+        self._per_train_epoch = metric.startswith("train/")
+        self._pending: int | None = None  # a training epoch whose metrics are not yet recorded
 
-    def _record(self, trainer: pl.Trainer) -> None:
+    def _record(self, trainer: pl.Trainer, epoch: int | None = None) -> None:
         metrics = {
             name: _scalar(value)
             for name, value in trainer.callback_metrics.items()
             if name == self.metric or name in RECORDED_NAMES or name.startswith(RECORDED_PREFIXES)
         }
-        epoch = trainer.current_epoch
+        epoch = trainer.current_epoch if epoch is None else epoch
         n = len(self.curve["epoch"])
         self.curve["epoch"].append(epoch)
         for name, value in metrics.items():
@@ -92,9 +96,26 @@ class TrialRecorder(pl.Callback):
         )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or self._per_train_epoch:
             return
         self._record(trainer)
+
+    # Callbacks' on_train_epoch_end runs before the LightningModule's, where train/acc is
+    # logged, so a training epoch is recorded when the next one starts or the fit ends.
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._per_train_epoch and trainer.is_global_zero:
+            self._pending = trainer.current_epoch
+
+    def _flush(self, trainer: pl.Trainer) -> None:
+        if self._pending is not None:
+            epoch, self._pending = self._pending, None
+            self._record(trainer, epoch)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush(trainer)
 
 
 class NonFiniteLossPruner(pl.Callback):

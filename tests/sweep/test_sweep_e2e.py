@@ -136,6 +136,40 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
         )
 
 
+def test_a_refit_without_validation_records_train_acc_per_epoch(
+    tmp_path: Path, fm_dir: Path
+) -> None:
+    """``data.val_size: 0`` with a ``train/...`` objective (a refit on all training images):
+    one curve entry per epoch, each equal to the train/acc that epoch logged to TensorBoard,
+    and the final weights tested (no best-val checkpoint exists)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = {
+        "objective": {"metric": "train/acc", "direction": "maximize"},
+        "sampler": "grid",
+        "space": {"optimizer.lr": [0.1]},
+        "fixed": {"data.val_size": 0},
+        "checkpoint": False,
+        "test": True,
+    }
+    path = write(tmp_path, fm_dir, spec, "refit", epochs=3)
+    proc = run_sweep("--config", str(path), "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    (t,) = journal_study(tmp_path / "runs" / "refit" / "study.journal", "refit").trials
+    assert t.state == TrialState.COMPLETE
+    curve = t.user_attrs["curve"]
+    assert curve["epoch"] == [0, 1, 2] and "val/acc" not in curve
+    acc = EventAccumulator(
+        str(tmp_path / t.user_attrs["tensorboard"]), size_guidance={"scalars": 0}
+    )
+    acc.Reload()
+    logged = [e.value for e in acc.Scalars("train/acc")]
+    assert curve["train/acc"] == pytest.approx(logged)
+    assert t.value == max(logged) and t.user_attrs["final_value"] == curve["train/acc"][-1]
+    assert set(t.user_attrs["test"]) == {"final"}
+    assert 0.0 <= t.user_attrs["test"]["final"]["test/acc"] <= 1.0
+
+
 def test_rerun_of_a_finished_study_starts_nothing(grid6: dict[str, Any]) -> None:
     proc = run_sweep(
         "--config",

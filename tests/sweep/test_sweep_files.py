@@ -27,6 +27,8 @@ def test_there_are_sweep_files() -> None:
     } <= names
 
 
+# A refit (data.val_size: 0) trains without validation; Lightning says so, rightly.
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
 def test_sweep_file(path: Path, tmp_path: Path) -> None:
     spec = load_spec(path)
@@ -47,7 +49,7 @@ def test_sweep_file(path: Path, tmp_path: Path) -> None:
         cli = build_trial(twin)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         assert cli.trainer.global_step == 2
-        assert "val/acc" in cli.trainer.callback_metrics
+        assert spec.metric in cli.trainer.callback_metrics
 
 
 def test_paper_tables_hold_the_papers_best_rows() -> None:
@@ -94,3 +96,21 @@ def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings(
         assert not any(k.startswith("brake.") for k in phs.values)
         assert goal.values["brake.mode"] == mode
     assert spec.test and spec.seeds == seeds
+
+
+def test_fig1_grids_share_their_cells() -> None:
+    """The short, one-seed and full Fig. 1 grids cover the same mass × friction cells, so
+    their heatmaps compare cell by cell; they differ only in budget, lrs and seeds."""
+    specs = {
+        name: load_spec(REPO / "sweeps" / f"fashionmnist_mass_friction{name}.yaml")
+        for name in ("", "_1seed", "_short")
+    }
+    cells = {
+        name: {k: spec.grid_space()[k] for k in ("optimizer.mass", "optimizer.friction")}
+        for name, spec in specs.items()
+    }
+    assert cells[""] == cells["_1seed"] == cells["_short"]
+    assert specs["_1seed"].grid_space()["optimizer.lr"] == specs[""].grid_space()["optimizer.lr"]
+    assert (specs[""].seeds, specs["_1seed"].seeds, specs["_short"].seeds) == (3, 1, 1)
+    assert specs["_1seed"].grid_size() == specs[""].grid_size() // 3 == 50
+    assert all(s.pruner == "none" for s in specs.values())
