@@ -4,6 +4,7 @@ trial fits two steps on tiny data in the real format (the config's tiny twin).""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -114,3 +115,30 @@ def test_fig1_grids_share_their_cells() -> None:
     assert (specs[""].seeds, specs["_1seed"].seeds, specs["_short"].seeds) == (3, 1, 1)
     assert specs["_1seed"].grid_size() == specs[""].grid_size() // 3 == 50
     assert all(s.pruner == "none" for s in specs.values())
+
+
+@pytest.mark.parametrize(("dataset", "trial"), [("fashionmnist", 33), ("cifar10", 52)])
+def test_lenet5_grids_repeat_the_one_pool_settings(dataset: str, trial: int) -> None:
+    """The classic-LeNet-5 grids change the network and nothing else: the chosen TPE
+    setting and its PHS twin are the confirmation study's rows, value for value, and the
+    paper's best braking row is the one in the paper-table grid."""
+    lenet5 = load_spec(REPO / "sweeps" / f"{dataset}_lenet5.yaml")
+    confirm = load_spec(REPO / "sweeps" / f"{dataset}_goal_confirm.yaml")
+    table = "paper_table2_fashionmnist" if dataset == "fashionmnist" else "paper_table1_cifar10"
+    paper = load_spec(REPO / "sweeps" / f"{table}.yaml")
+    assert lenet5.fixed == {"model.backbone.layout": "lenet5"}
+    assert all("model.backbone.layout" not in r.values for r in lenet5.rows)
+    assert "model.backbone.layout" not in confirm.fixed
+    rows = {r.label: r for r in lenet5.rows}
+    for name in (f"goal_trial{trial}", f"phs_trial{trial}"):
+        (twin,) = [r for r in confirm.rows if r.label == name]
+        assert (rows[name].base, dict(rows[name].values)) == (twin.base, dict(twin.values))
+    paper_goal = rows["goal_paper"]
+
+    def covers(row: Any) -> bool:  # a paper-table row's small grid holds this point
+        values = {k: v if isinstance(v, list) else [v] for k, v in row.values.items()}
+        point = paper_goal.values
+        return values.keys() == point.keys() and all(point[k] in values[k] for k in point)
+
+    assert any(r.base == paper_goal.base and covers(r) for r in paper.rows)
+    assert lenet5.test and lenet5.seeds == 3 and lenet5.pruner == "none"
