@@ -142,3 +142,27 @@ def test_lenet5_grids_repeat_the_one_pool_settings(dataset: str, trial: int) -> 
 
     assert any(r.base == paper_goal.base and covers(r) for r in paper.rows)
     assert lenet5.test and lenet5.seeds == 3 and lenet5.pruner == "none"
+
+
+def test_weight_decay_grids_change_only_lambda() -> None:
+    """The CIFAR-10 weight-decay grids repeat cifar10_lenet5's trial-52 rows with λ added
+    and nothing else changed, and together try distinct values of λ, so the λ = 0 runs of
+    cifar10_lenet5 complete the curve seed by seed."""
+    lenet5 = {r.label: r for r in load_spec(REPO / "sweeps" / "cifar10_lenet5.yaml").rows}
+    lambdas: list[float] = []
+    for suffix in ("", "_strong", "_stronger"):
+        spec = load_spec(REPO / "sweeps" / f"cifar10_lenet5_wd{suffix}.yaml")
+        assert spec.fixed == {"model.backbone.layout": "lenet5"}
+        assert (spec.seeds, spec.seed, spec.test) == (3, 0, True)
+        by_row: dict[str, list[float]] = {}
+        for row in spec.rows:  # a list of λ expands into one row per value
+            rest = dict(row.values)
+            wd = rest.pop("optimizer.weight_decay")
+            name = row.label.split()[0]
+            assert (row.base, rest) == (lenet5[name].base, dict(lenet5[name].values))
+            by_row.setdefault(name, []).extend(wd if isinstance(wd, list) else [wd])
+        assert sorted(by_row) == ["goal_trial52", "phs_trial52"]
+        assert by_row["goal_trial52"] == by_row["phs_trial52"]  # both rows try the same λ
+        lambdas += by_row["goal_trial52"]
+    assert len(lambdas) == len(set(lambdas)) and 0.0 not in lambdas
+    assert lambdas == sorted(lambdas)
