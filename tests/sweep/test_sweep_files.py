@@ -166,3 +166,22 @@ def test_weight_decay_grids_change_only_lambda() -> None:
         lambdas += by_row["goal_trial52"]
     assert len(lambdas) == len(set(lambdas)) and 0.0 not in lambdas
     assert lambdas == sorted(lambdas)
+
+
+def test_shipped_lenet5_wd_config_is_the_chosen_setting() -> None:
+    """configs/cifar10/lenet5_wd_goal.yaml is the λ = 1e-2 braking row of
+    cifar10_lenet5_wd_strong.yaml (the setting docs/results.md reports), value for value."""
+    spec = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_strong.yaml")
+    (row,) = [r for r in spec.rows if r.label == "goal_trial52"]
+    config = yaml.safe_load((REPO / "configs" / "cifar10" / "lenet5_wd_goal.yaml").read_text())
+    (brake,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("GoalBrake")]
+    got = {f"optimizer.{k}": v for k, v in config["optimizer"]["init_args"].items()}
+    got |= {f"brake.{k}": v for k, v in brake["init_args"].items()}
+    got["model.backbone.layout"] = config["model"]["backbone"]["init_args"]["layout"]
+    want = {**spec.fixed, **row.values}
+    assert {k: got[k] for k in want} == want
+    base = yaml.safe_load((REPO / "configs" / "cifar10" / "goal.yaml").read_text())
+    for key in ("trainer", "data"):  # budget, split and batch size as in the study
+        assert {k: v for k, v in config[key].items() if k not in ("callbacks", "logger")} == {
+            k: v for k, v in base[key].items() if k not in ("callbacks", "logger")
+        }
