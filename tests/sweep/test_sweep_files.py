@@ -168,12 +168,33 @@ def test_weight_decay_grids_change_only_lambda() -> None:
     assert lambdas == sorted(lambdas)
 
 
+def test_long_budget_grid_changes_only_epochs_and_lambda() -> None:
+    """cifar10_lenet5_wd_long.yaml repeats cifar10_lenet5_wd_strong's λ = 1e-2 rows with 50
+    epochs instead of 30, and adds braked rows that differ from them in λ alone."""
+    strong = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_strong.yaml")
+    long = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long.yaml")
+    assert long.fixed == {**strong.fixed, "trainer.max_epochs": 50}
+    assert (long.seeds, long.seed, long.test, long.pruner) == (3, 0, True, "none")
+    before = {r.label: (r.base, dict(r.values)) for r in strong.rows}
+    lambdas = []
+    for row in long.rows:
+        name, suffix = row.label.split("_wd")
+        base, values = before[name]
+        rest, other = dict(row.values), dict(values)
+        lam = rest.pop("optimizer.weight_decay")
+        assert float(suffix) == lam and other.pop("optimizer.weight_decay") == 1e-2
+        assert (row.base, rest) == (base, other)
+        lambdas.append((name, lam))
+    assert ("goal_trial52", 1e-2) in lambdas and ("phs_trial52", 1e-2) in lambdas
+    assert len({lam for name, lam in lambdas if name == "goal_trial52"}) == 3
+
+
 def test_shipped_lenet5_wd_config_is_the_chosen_setting(tmp_path: Path) -> None:
     """configs/cifar10/lenet5_wd_goal.yaml is the λ = 1e-2 braking row of
-    cifar10_lenet5_wd_strong.yaml (the setting docs/results.md reports): the sweep's own
+    cifar10_lenet5_wd_long.yaml (the setting docs/results.md reports): the sweep's own
     trial config for that row has the same model, data, optimizer, brake and budget."""
-    spec = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_strong.yaml")
-    (setting,) = [s for s in _settings(spec) if s.row == "goal_trial52" and s.seed == 0]
+    spec = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long.yaml")
+    (setting,) = [s for s in _settings(spec) if s.row == "goal_trial52_wd1e-2" and s.seed == 0]
     trial = fit_config(spec, setting, tmp_path / "runs", 0)
     shipped = yaml.safe_load((REPO / "configs" / "cifar10" / "lenet5_wd_goal.yaml").read_text())
 
