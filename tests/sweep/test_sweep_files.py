@@ -189,6 +189,19 @@ def test_long_budget_grid_changes_only_epochs_and_lambda() -> None:
     assert len({lam for name, lam in lambdas if name == "goal_trial52"}) == 3
 
 
+def test_extra_seeds_rerun_the_chosen_rows_with_new_seeds() -> None:
+    """cifar10_lenet5_wd_long_more.yaml runs the chosen λ = 1e-2 rows of
+    cifar10_lenet5_wd_long.yaml unchanged, with seeds that study did not use."""
+    long = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long.yaml")
+    more = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long_more.yaml")
+    chosen = {r.label: (r.base, dict(r.values)) for r in long.rows if r.label.endswith("_wd1e-2")}
+    assert {r.label: (r.base, dict(r.values)) for r in more.rows} == chosen
+    assert more.fixed == long.fixed and more.test
+    used = set(range(long.seed, long.seed + long.seeds))
+    new = set(range(more.seed, more.seed + more.seeds))
+    assert new and not used & new
+
+
 def test_shipped_lenet5_wd_config_is_the_chosen_setting(tmp_path: Path) -> None:
     """configs/cifar10/lenet5_wd_goal.yaml is the λ = 1e-2 braking row of
     cifar10_lenet5_wd_long.yaml (the setting docs/results.md reports): the sweep's own
