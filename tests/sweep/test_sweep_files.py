@@ -10,12 +10,26 @@ import pytest
 import yaml
 
 from goalbrake.sweep.objective import build_trial, fit_config
-from goalbrake.sweep.spec import load_spec
+from goalbrake.sweep.spec import SweepSpec, load_spec
 from goalbrake.sweep.validate import _settings, check_configs
 from tests.twins import tiny_twin
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+def _sweep(name: str) -> SweepSpec:
+    """The shipped sweep file sweeps/<name>.yaml, parsed."""
+    return load_spec(REPO / "sweeps" / f"{name}.yaml")
+
+
+def _rows(spec: SweepSpec) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each grid row's label mapped to its base config and its values."""
+    return {r.label: (r.base, dict(r.values)) for r in spec.rows}
+
+
+def _without_lambda(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k != "optimizer.weight_decay"}
 
 
 def test_there_are_sweep_files() -> None:
@@ -54,7 +68,7 @@ def test_sweep_file(path: Path, tmp_path: Path) -> None:
 
 
 def test_paper_tables_hold_the_papers_best_rows() -> None:
-    table2 = load_spec(REPO / "sweeps" / "paper_table2_fashionmnist.yaml")
+    table2 = _sweep("paper_table2_fashionmnist")
     best2 = {
         "optimizer.lr": 0.1,
         "optimizer.mass": 10.0,
@@ -65,7 +79,7 @@ def test_paper_tables_hold_the_papers_best_rows() -> None:
     rows2 = [r for r in table2.rows if all(r.values.get(k) == v for k, v in best2.items())]
     assert sorted(r.values["brake.mode"] for r in rows2) == ["reduction", "remaining"]
     assert table2.seeds == 3 and table2.grid_size() == 32 * 3
-    table1 = load_spec(REPO / "sweeps" / "paper_table1_cifar10.yaml")
+    table1 = _sweep("paper_table1_cifar10")
     best1 = {
         "optimizer.lr": 0.1,
         "optimizer.mass": 100.0,
@@ -85,7 +99,7 @@ def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings(
     name: str, mode: str, seeds: int
 ) -> None:
     """Braking vs PHS in a confirmation grid is paired: same lr, mass, friction, seeds."""
-    spec = load_spec(REPO / "sweeps" / f"{name}.yaml")
+    spec = _sweep(name)
     optimizer = ("optimizer.lr", "optimizer.mass", "optimizer.friction")
     by_label = {r.label: r for r in spec.rows}
     goals = [label for label in by_label if label.startswith("goal_")]
@@ -102,10 +116,7 @@ def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings(
 def test_fig1_grids_share_their_cells() -> None:
     """The short, one-seed and full Fig. 1 grids cover the same mass × friction cells, so
     their heatmaps compare cell by cell; they differ only in budget, lrs and seeds."""
-    specs = {
-        name: load_spec(REPO / "sweeps" / f"fashionmnist_mass_friction{name}.yaml")
-        for name in ("", "_1seed", "_short")
-    }
+    specs = {name: _sweep(f"fashionmnist_mass_friction{name}") for name in ("", "_1seed", "_short")}
     cells = {
         name: {k: spec.grid_space()[k] for k in ("optimizer.mass", "optimizer.friction")}
         for name, spec in specs.items()
@@ -122,10 +133,10 @@ def test_lenet5_grids_repeat_the_one_pool_settings(dataset: str, trial: int) -> 
     """The classic-LeNet-5 grids change the network and nothing else: the chosen TPE
     setting and its PHS twin are the confirmation study's rows, value for value, and the
     paper's best braking row is the one in the paper-table grid."""
-    lenet5 = load_spec(REPO / "sweeps" / f"{dataset}_lenet5.yaml")
-    confirm = load_spec(REPO / "sweeps" / f"{dataset}_goal_confirm.yaml")
+    lenet5 = _sweep(f"{dataset}_lenet5")
+    confirm = _sweep(f"{dataset}_goal_confirm")
     table = "paper_table2_fashionmnist" if dataset == "fashionmnist" else "paper_table1_cifar10"
-    paper = load_spec(REPO / "sweeps" / f"{table}.yaml")
+    paper = _sweep(table)
     assert lenet5.fixed == {"model.backbone.layout": "lenet5"}
     assert all("model.backbone.layout" not in r.values for r in lenet5.rows)
     assert "model.backbone.layout" not in confirm.fixed
@@ -148,18 +159,20 @@ def test_weight_decay_grids_change_only_lambda() -> None:
     """The CIFAR-10 weight-decay grids repeat cifar10_lenet5's trial-52 rows with λ added
     and nothing else changed, and together try distinct values of λ, so the λ = 0 runs of
     cifar10_lenet5 complete the curve seed by seed."""
-    lenet5 = {r.label: r for r in load_spec(REPO / "sweeps" / "cifar10_lenet5.yaml").rows}
+    lenet5 = {r.label: r for r in _sweep("cifar10_lenet5").rows}
     lambdas: list[float] = []
     for suffix in ("", "_strong", "_stronger"):
-        spec = load_spec(REPO / "sweeps" / f"cifar10_lenet5_wd{suffix}.yaml")
+        spec = _sweep(f"cifar10_lenet5_wd{suffix}")
         assert spec.fixed == {"model.backbone.layout": "lenet5"}
         assert (spec.seeds, spec.seed, spec.test) == (3, 0, True)
         by_row: dict[str, list[float]] = {}
         for row in spec.rows:  # a list of λ expands into one row per value
-            rest = dict(row.values)
-            wd = rest.pop("optimizer.weight_decay")
+            wd = row.values["optimizer.weight_decay"]
             name = row.label.split()[0]
-            assert (row.base, rest) == (lenet5[name].base, dict(lenet5[name].values))
+            assert (row.base, _without_lambda(dict(row.values))) == (
+                lenet5[name].base,
+                dict(lenet5[name].values),
+            )
             by_row.setdefault(name, []).extend(wd if isinstance(wd, list) else [wd])
         assert sorted(by_row) == ["goal_trial52", "phs_trial52"]
         assert by_row["goal_trial52"] == by_row["phs_trial52"]  # both rows try the same λ
@@ -171,19 +184,18 @@ def test_weight_decay_grids_change_only_lambda() -> None:
 def test_long_budget_grid_changes_only_epochs_and_lambda() -> None:
     """cifar10_lenet5_wd_long.yaml repeats cifar10_lenet5_wd_strong's λ = 1e-2 rows with 50
     epochs instead of 30, and adds braked rows that differ from them in λ alone."""
-    strong = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_strong.yaml")
-    long = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long.yaml")
+    strong = _sweep("cifar10_lenet5_wd_strong")
+    long = _sweep("cifar10_lenet5_wd_long")
     assert long.fixed == {**strong.fixed, "trainer.max_epochs": 50}
     assert (long.seeds, long.seed, long.test, long.pruner) == (3, 0, True, "none")
-    before = {r.label: (r.base, dict(r.values)) for r in strong.rows}
+    before = _rows(strong)
     lambdas = []
-    for row in long.rows:
-        name, suffix = row.label.split("_wd")
-        base, values = before[name]
-        rest, other = dict(row.values), dict(values)
-        lam = rest.pop("optimizer.weight_decay")
-        assert float(suffix) == lam and other.pop("optimizer.weight_decay") == 1e-2
-        assert (row.base, rest) == (base, other)
+    for label, (base, values) in _rows(long).items():
+        name, suffix = label.split("_wd")
+        lam = values["optimizer.weight_decay"]
+        old_base, old_values = before[name]
+        assert float(suffix) == lam and old_values["optimizer.weight_decay"] == 1e-2
+        assert (base, _without_lambda(values)) == (old_base, _without_lambda(old_values))
         lambdas.append((name, lam))
     assert ("goal_trial52", 1e-2) in lambdas and ("phs_trial52", 1e-2) in lambdas
     assert len({lam for name, lam in lambdas if name == "goal_trial52"}) == 3
@@ -192,13 +204,12 @@ def test_long_budget_grid_changes_only_epochs_and_lambda() -> None:
 def test_extra_seeds_rerun_the_chosen_rows_with_new_seeds() -> None:
     """cifar10_lenet5_wd_long_more.yaml runs the chosen λ = 1e-2 rows of
     cifar10_lenet5_wd_long.yaml unchanged, with seeds that study did not use."""
-    long = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long.yaml")
-    more = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long_more.yaml")
-    chosen = {r.label: (r.base, dict(r.values)) for r in long.rows if r.label.endswith("_wd1e-2")}
-    assert {r.label: (r.base, dict(r.values)) for r in more.rows} == chosen
+    long = _sweep("cifar10_lenet5_wd_long")
+    more = _sweep("cifar10_lenet5_wd_long_more")
+    chosen = {k: v for k, v in _rows(long).items() if k.endswith("_wd1e-2")}
+    assert _rows(more) == chosen
     assert more.fixed == long.fixed and more.test
-    used = set(range(long.seed, long.seed + long.seeds))
-    new = set(range(more.seed, more.seed + more.seeds))
+    used, new = ({s.seed for s in _settings(spec)} for spec in (long, more))
     assert new and not used & new
 
 
@@ -206,7 +217,7 @@ def test_shipped_lenet5_wd_config_is_the_chosen_setting(tmp_path: Path) -> None:
     """configs/cifar10/lenet5_wd_goal.yaml is the λ = 1e-2 braking row of
     cifar10_lenet5_wd_long.yaml (the setting docs/results.md reports): the sweep's own
     trial config for that row has the same model, data, optimizer, brake and budget."""
-    spec = load_spec(REPO / "sweeps" / "cifar10_lenet5_wd_long.yaml")
+    spec = _sweep("cifar10_lenet5_wd_long")
     (setting,) = [s for s in _settings(spec) if s.row == "goal_trial52_wd1e-2" and s.seed == 0]
     trial = fit_config(spec, setting, tmp_path / "runs", 0)
     shipped = yaml.safe_load((REPO / "configs" / "cifar10" / "lenet5_wd_goal.yaml").read_text())
