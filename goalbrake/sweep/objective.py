@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from lightning.pytorch.trainer.states import TrainerStatus
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -250,7 +251,14 @@ class Objective:
 
         out = {"final": run()}
         if self.spec.checkpoint:
-            out["best"] = run(ckpt_path="best")
+            # The checkpoint's state_dict holds the weights validation scored, which with
+            # Lightning's WeightAveraging (EMA, SWA) are the averaged ones. Restoring it
+            # through this Trainer (ckpt_path="best") would let that callback load its
+            # raw current_model_state instead, so the weights are loaded here.
+            path = trainer.checkpoint_callback.best_model_path
+            checkpoint = torch.load(path, map_location=cli.model.device, weights_only=False)
+            cli.model.load_state_dict(checkpoint["state_dict"])
+            out["best"] = run()
         return out
 
     def _finish(

@@ -25,11 +25,13 @@ def tiny_base(
     batches: int = 3,
     brake: bool = True,
     gate: Path | None = None,
+    ema_decay: float | None = None,
 ) -> dict:
     """A LeNet/PHS fit on the tiny FashionMNIST that learns within a few steps.
 
     With ``gate``, every trial holds after its first epoch until that file exists
-    (:class:`tests.sweep.gate.Gate`).
+    (:class:`tests.sweep.gate.Gate`); with ``ema_decay``, Lightning's EMAWeightAveraging
+    averages the weights (validation and checkpoints see the average).
     """
     callbacks = (
         [
@@ -48,6 +50,13 @@ def tiny_base(
     )
     if gate is not None:
         callbacks.append({"class_path": "tests.sweep.gate.Gate", "init_args": {"path": str(gate)}})
+    if ema_decay is not None:
+        callbacks.append(
+            {
+                "class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
+                "init_args": {"decay": ema_decay},
+            }
+        )
     return {
         "seed_everything": 0,
         "trainer": {

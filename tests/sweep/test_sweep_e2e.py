@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -134,6 +135,54 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
         assert again["test/loss"] == pytest.approx(
             t.user_attrs["test"]["best"]["test/loss"], rel=1e-5
         )
+
+
+def _goalbrake_test(run: Path, ckpt: Path) -> dict[str, float]:
+    """``goalbrake test`` of a trial's config and a checkpoint, in a fresh Trainer."""
+    from goalbrake.cli import build
+
+    cli = build(
+        [
+            "test",
+            *("--config", str(run / "config.yaml")),
+            *("--ckpt_path", str(ckpt)),
+            *("--trainer.logger", "false"),
+        ],
+        run=True,
+    )
+    return {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
+@pytest.mark.filterwarnings("ignore:You're using the WeightAveraging callback:UserWarning")
+def test_test_true_scores_the_averaged_weights_validation_saw(
+    tmp_path: Path, fm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Lightning's EMAWeightAveraging, validation and the best-val checkpoint hold the
+    averaged weights; the stored best test accuracy must be theirs, not the raw weights'
+    (which that callback would restore if the fitting Trainer reloaded the checkpoint)."""
+    spec = {"sampler": "grid", "space": {"optimizer.lr": [0.1]}, "checkpoint": True, "test": True}
+    path = write(tmp_path / "sweep", fm_dir, spec, "ema", epochs=3, ema_decay=0.8)
+    proc = run_sweep("--config", str(path), "--runs-dir", "runs", cwd=path.parent)
+    assert proc.returncode == 0, explain(proc)
+    (t,) = journal_study(path.parent / "runs" / "ema" / "study.journal", "ema").trials
+    run = path.parent / t.user_attrs["tensorboard"]
+    (best,) = (run / "checkpoints").glob("best-*.ckpt")
+    checkpoint = torch.load(best, weights_only=False)
+    raw = checkpoint["current_model_state"]
+    assert any(not torch.equal(raw[k], v) for k, v in checkpoint["state_dict"].items())
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["goalbrake"])
+    # A fresh Trainer never fitted, so the callback keeps out of the way: the averaged weights.
+    averaged = _goalbrake_test(run, best)
+    stored = t.user_attrs["test"]["best"]
+    assert stored["test/loss"] == pytest.approx(averaged["test/loss"], rel=1e-5)
+    assert stored["test/acc"] == pytest.approx(averaged["test/acc"])
+    torch.save({**checkpoint, "state_dict": raw}, tmp_path / "raw.ckpt")
+    assert _goalbrake_test(run, tmp_path / "raw.ckpt")["test/loss"] != pytest.approx(
+        stored["test/loss"], rel=1e-5
+    ), "the raw and the averaged weights must score apart for this test to mean anything"
 
 
 def test_a_refit_without_validation_records_train_acc_per_epoch(
