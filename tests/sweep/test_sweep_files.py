@@ -229,3 +229,35 @@ def test_shipped_lenet5_wd_config_is_the_chosen_setting(tmp_path: Path) -> None:
         assert shipped[key] == trial[key]
     assert brake(shipped) == brake(trial) != []
     assert shipped["trainer"]["max_epochs"] == trial["trainer"]["max_epochs"]
+
+
+def _callbacks(config: dict[str, Any], name: str) -> list[Any]:
+    return [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith(name)]
+
+
+def test_ema_confirm_adds_only_the_average_to_the_confirmed_setting(tmp_path: Path) -> None:
+    """In fashionmnist_ema_confirm.yaml, every EMA row is the no-EMA row's fit (model, data,
+    optimizer, brake, budget) plus EMAWeightAveraging with its decay, and the no-EMA row is
+    goal_trial33 of fashionmnist_goal_confirm.yaml: the gain is the average's alone. The
+    shipped configs/fashionmnist/goal_ema.yaml is the row chosen on validation (d = 0.99)."""
+    ema = _sweep("fashionmnist_ema_confirm")
+
+    def trial(spec: SweepSpec, row: str) -> dict[str, Any]:
+        (setting,) = [s for s in _settings(spec) if s.row == row and s.seed == 0]
+        return fit_config(spec, setting, tmp_path / "runs", 0)
+
+    plain = trial(ema, "goal_trial33")
+    before = trial(_sweep("fashionmnist_goal_confirm"), "goal_trial33")
+    shipped = yaml.safe_load((REPO / "configs" / "fashionmnist" / "goal_ema.yaml").read_text())
+    for decay in (0.99, 0.999):
+        averaged = trial(ema, f"goal_ema_{decay}")
+        for config in (plain, before, shipped):
+            for key in ("model", "data", "optimizer"):
+                assert averaged[key] == config[key], key
+            assert _callbacks(averaged, "GoalBrake") == _callbacks(config, "GoalBrake") != []
+            assert averaged["trainer"]["max_epochs"] == config["trainer"]["max_epochs"]
+        (average,) = _callbacks(averaged, "EMAWeightAveraging")
+        assert average["init_args"]["decay"] == decay
+        assert _callbacks(plain, "EMAWeightAveraging") == []
+    (average,) = _callbacks(shipped, "EMAWeightAveraging")
+    assert average["init_args"]["decay"] == 0.99
