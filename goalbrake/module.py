@@ -18,6 +18,16 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 class ImageClassifier(pl.LightningModule):
     """Any ``nn.Module`` backbone trained with cross-entropy, torchmetrics accuracy.
 
+    The training loss, the potential energy of the port-Hamiltonian system, is the
+    cross-entropy against label-smoothed targets (Szegedy et al. 2016, §7)::
+
+        L(θ) = −Σₖ qₖ log softmax(f_θ(x))ₖ,   q = (1 − ε)·onehot(y) + ε/K
+
+    with ε = ``label_smoothing`` (0 by default: plain cross-entropy) and K classes. Its
+    floor is the entropy of q, H(q) > 0 for ε > 0 (0.50 for ε = 0.1, K = 10), so a loss
+    goal below H(q) is never reached. ``val/loss`` and ``test/loss`` are always the plain
+    cross-entropy, comparable across ε.
+
     Logs ``train/loss`` every step, ``train/acc`` per epoch, ``val/loss``, ``val/acc``,
     ``test/loss`` and ``test/acc``. The optimizer is injected: on the command line by
     LightningCLI (``--optimizer goalbrake.PHS --optimizer.lr 0.1``), in Python by
@@ -28,6 +38,10 @@ class ImageClassifier(pl.LightningModule):
         num_classes: number of classes of the dataset.
         optimizer: builds the optimizer from the parameters (Python use; the CLI's
             ``--optimizer`` replaces it).
+        label_smoothing: ε of the training loss above, in [0, 1).
+
+    Raises:
+        ValueError: for ``num_classes < 2`` or ``label_smoothing`` outside [0, 1).
 
     Example:
         >>> from functools import partial
@@ -41,13 +55,23 @@ class ImageClassifier(pl.LightningModule):
         backbone: nn.Module,
         num_classes: int = 10,
         optimizer: OptimizerFactory | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"Invalid num_classes value: {num_classes} (must be >= 2)")
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0.0 <= label_smoothing < 1.0
+        ):
+            raise ValueError(
+                f"Invalid label_smoothing value: {label_smoothing!r} (must be in [0, 1))"
+            )
         self.save_hyperparameters(ignore=["backbone", "optimizer"])
         self.backbone = backbone
         self.num_classes = num_classes
+        self.label_smoothing = float(label_smoothing)
         if optimizer is not None:
             # Assigned per instance so that LightningCLI's --optimizer, when given, takes
             # over without a second configure_optimizers competing with it.
@@ -81,15 +105,18 @@ class ImageClassifier(pl.LightningModule):
             )
 
     def reference_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        """Mean cross-entropy of a batch without logging: GoalBrake measures L₀ with it."""
+        """The training loss of a batch without logging: GoalBrake measures L₀ with it."""
         x, y = batch
-        return F.cross_entropy(self(x), y)
+        return self._training_loss(self(x), y)
+
+    def _training_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     # The batch loss L(θ) is the potential energy of the port-Hamiltonian system.
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self._training_loss(logits, y)
         # update() only accumulates; calling the metric would also compute a per-batch value.
         self.train_acc.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)

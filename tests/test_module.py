@@ -97,3 +97,54 @@ def test_wrong_number_of_logits_is_one_clear_error(tmp_path: Path) -> None:
 def test_num_classes_below_two_is_rejected() -> None:
     with pytest.raises(ValueError, match=re.escape("Invalid num_classes value: 1 (must be >= 2)")):
         ImageClassifier(mlp(), num_classes=1)
+
+
+def _smoothed_targets(y: torch.Tensor, k: int, eps: float) -> torch.Tensor:
+    """q = (1 − ε)·onehot(y) + ε/K, written out."""
+    return (1 - eps) * nn.functional.one_hot(y, k).double() + eps / k
+
+
+def test_label_smoothing_trains_against_the_smoothed_targets() -> None:
+    """L = −Σₖ qₖ log softmax(z)ₖ, in float64 against the closed form; ε = 0 is plain CE."""
+    torch.manual_seed(0)
+    net = mlp().double()
+    x, y = torch.randn(7, 1, 4, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    log_p = torch.log_softmax(net(x), dim=1)
+    for eps in (0.0, 0.1, 0.35):
+        model = ImageClassifier(net, num_classes=3, label_smoothing=eps)
+        expected = -(_smoothed_targets(y, 3, eps) * log_p).sum(dim=1).mean()
+        torch.testing.assert_close(model.reference_loss((x, y)), expected)
+    # At uniform logits every ε gives ln K.
+    zero = ImageClassifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), 3, label_smoothing=0.3)
+    nn.init.zeros_(zero.backbone[1].weight), nn.init.zeros_(zero.backbone[1].bias)
+    torch.testing.assert_close(zero.reference_loss((x.float(), y)), torch.tensor(3.0).log())
+
+
+def test_label_smoothing_floors_the_training_loss_not_the_validation_loss(
+    tmp_path: Path,
+) -> None:
+    """The smoothed loss cannot fall below the entropy H(q) of its targets; val/loss is
+    the plain cross-entropy, which can (and on separable blobs does)."""
+    eps, k = 0.3, 3
+    q = _smoothed_targets(torch.tensor([0]), k, eps)[0]
+    floor = float(-(q * q.log()).sum())  # H(q) = 0.6390 for ε = 0.3, K = 3
+    model = ImageClassifier(
+        mlp(), num_classes=k, optimizer=partial(PHS, lr=0.5, friction=1.0), label_smoothing=eps
+    )
+    t = trainer(tmp_path, max_epochs=4)
+    t.fit(model, datamodule=Blobs())
+    with open(Path(t.logger.log_dir) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    train = [float(r["train/loss"]) for r in rows if r["train/loss"]]
+    val = [float(r["val/loss"]) for r in rows if r["val/loss"]]
+    assert min(train) >= floor - 1e-6
+    assert min(train) < floor + 0.1  # it gets close: the blobs are separable
+    assert val[-1] < floor  # the plain cross-entropy goes below it
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, True, "0.1", float("nan")])
+def test_label_smoothing_outside_its_range_is_rejected(bad: object) -> None:
+    with pytest.raises(
+        ValueError, match=re.escape(f"Invalid label_smoothing value: {bad!r} (must be in [0, 1))")
+    ):
+        ImageClassifier(mlp(), num_classes=3, label_smoothing=bad)  # type: ignore[arg-type]
