@@ -261,3 +261,56 @@ def test_ema_confirm_adds_only_the_average_to_the_confirmed_setting(tmp_path: Pa
         assert _callbacks(plain, "EMAWeightAveraging") == []
     (average,) = _callbacks(shipped, "EMAWeightAveraging")
     assert average["init_args"]["decay"] == 0.99
+
+
+def _trial(spec: SweepSpec, row: str, tmp_path: Path) -> dict[str, Any]:
+    """The fit config of ``row``'s seed-0 trial."""
+    (setting,) = [s for s in _settings(spec) if s.row == row and s.seed == 0]
+    return fit_config(spec, setting, tmp_path / "runs", 0)
+
+
+def _fit(config: dict[str, Any]) -> dict[str, Any]:
+    """What decides a fit: model, data, optimizer, brake, average and budget."""
+    return {
+        **{key: config[key] for key in ("model", "data", "optimizer")},
+        "brake": _callbacks(config, "GoalBrake"),
+        "average": _callbacks(config, "EMAWeightAveraging"),
+        "epochs": config["trainer"]["max_epochs"],
+    }
+
+
+def test_label_smoothing_grid_changes_only_epsilon_and_goal(tmp_path: Path) -> None:
+    """fashionmnist_ema_ls_confirm.yaml is goal_ema_0.99 of fashionmnist_ema_confirm.yaml
+    with ε and the loss goal changed, nothing else, on the same seeds: the rows pair."""
+    ls = _sweep("fashionmnist_ema_ls_confirm")
+    ema = _sweep("fashionmnist_ema_confirm")
+    chosen = _fit(_trial(ema, "goal_ema_0.99", tmp_path))
+    assert chosen["model"].get("label_smoothing", 0.0) == 0.0
+    chosen_goal = chosen["brake"][0]["init_args"].pop("goal")
+    for label, eps in (("goal_ema_ls0.05", 0.05), ("goal_ema_ls0.1", 0.1)):
+        row = _fit(_trial(ls, label, tmp_path))
+        assert row["model"].pop("label_smoothing") == eps
+        (brake,) = row["brake"]
+        # The goal moves up with ε: the smoothed loss cannot reach the chosen one.
+        assert chosen_goal < brake["init_args"].pop("goal") < 1.0
+        assert row == chosen, label
+    assert {s.seed for s in _settings(ls)} == {s.seed for s in _settings(ema)}
+    assert ls.test and ls.checkpoint
+
+
+def test_ema_refit_is_the_chosen_setting_on_all_training_images(tmp_path: Path) -> None:
+    """fashionmnist_ema_refit.yaml fits configs/fashionmnist/goal_ema.yaml unchanged but for
+    the validation split, and differs from the refit without the average
+    (goal_trial33 of fashionmnist_goal_refit.yaml) only by the average: they pair."""
+    refit = _sweep("fashionmnist_ema_refit")
+    averaged = _fit(_trial(refit, "goal_ema_0.99", tmp_path))
+    plain = _fit(_trial(_sweep("fashionmnist_goal_refit"), "goal_trial33", tmp_path))
+    chosen = _fit(_trial(_sweep("fashionmnist_ema_confirm"), "goal_ema_0.99", tmp_path))
+    assert averaged["data"]["init_args"]["val_size"] == 0
+    assert chosen["data"]["init_args"]["val_size"] == 5000
+    chosen["data"]["init_args"]["val_size"] = 0
+    assert averaged == chosen
+    assert [a["init_args"]["decay"] for a in averaged.pop("average")] == [0.99]
+    assert plain.pop("average") == []
+    assert averaged == plain
+    assert refit.test and refit.seeds == 5
