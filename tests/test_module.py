@@ -115,8 +115,9 @@ def test_label_smoothing_trains_against_the_smoothed_targets() -> None:
         expected = -(_smoothed_targets(y, 3, eps) * log_p).sum(dim=1).mean()
         torch.testing.assert_close(model.reference_loss((x, y)), expected)
     # At uniform logits every ε gives ln K.
-    zero = ImageClassifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), 3, label_smoothing=0.3)
-    nn.init.zeros_(zero.backbone[1].weight), nn.init.zeros_(zero.backbone[1].bias)
+    zero = ImageClassifier(mlp(), num_classes=3, label_smoothing=0.3)
+    nn.init.zeros_(zero.backbone[1].weight)
+    nn.init.zeros_(zero.backbone[1].bias)
     torch.testing.assert_close(zero.reference_loss((x.float(), y)), torch.tensor(3.0).log())
 
 

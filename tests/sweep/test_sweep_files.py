@@ -231,6 +231,12 @@ def test_shipped_lenet5_wd_config_is_the_chosen_setting(tmp_path: Path) -> None:
     assert shipped["trainer"]["max_epochs"] == trial["trainer"]["max_epochs"]
 
 
+def _trial(spec: SweepSpec, row: str, tmp_path: Path) -> dict[str, Any]:
+    """The fit config of ``row``'s seed-0 trial."""
+    (setting,) = [s for s in _settings(spec) if s.row == row and s.seed == 0]
+    return fit_config(spec, setting, tmp_path / "runs", 0)
+
+
 def _callbacks(config: dict[str, Any], name: str) -> list[Any]:
     return [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith(name)]
 
@@ -241,16 +247,11 @@ def test_ema_confirm_adds_only_the_average_to_the_confirmed_setting(tmp_path: Pa
     goal_trial33 of fashionmnist_goal_confirm.yaml: the gain is the average's alone. The
     shipped configs/fashionmnist/goal_ema.yaml is the row chosen on validation (d = 0.99)."""
     ema = _sweep("fashionmnist_ema_confirm")
-
-    def trial(spec: SweepSpec, row: str) -> dict[str, Any]:
-        (setting,) = [s for s in _settings(spec) if s.row == row and s.seed == 0]
-        return fit_config(spec, setting, tmp_path / "runs", 0)
-
-    plain = trial(ema, "goal_trial33")
-    before = trial(_sweep("fashionmnist_goal_confirm"), "goal_trial33")
+    plain = _trial(ema, "goal_trial33", tmp_path)
+    before = _trial(_sweep("fashionmnist_goal_confirm"), "goal_trial33", tmp_path)
     shipped = yaml.safe_load((REPO / "configs" / "fashionmnist" / "goal_ema.yaml").read_text())
     for decay in (0.99, 0.999):
-        averaged = trial(ema, f"goal_ema_{decay}")
+        averaged = _trial(ema, f"goal_ema_{decay}", tmp_path)
         for config in (plain, before, shipped):
             for key in ("model", "data", "optimizer"):
                 assert averaged[key] == config[key], key
@@ -261,12 +262,6 @@ def test_ema_confirm_adds_only_the_average_to_the_confirmed_setting(tmp_path: Pa
         assert _callbacks(plain, "EMAWeightAveraging") == []
     (average,) = _callbacks(shipped, "EMAWeightAveraging")
     assert average["init_args"]["decay"] == 0.99
-
-
-def _trial(spec: SweepSpec, row: str, tmp_path: Path) -> dict[str, Any]:
-    """The fit config of ``row``'s seed-0 trial."""
-    (setting,) = [s for s in _settings(spec) if s.row == row and s.seed == 0]
-    return fit_config(spec, setting, tmp_path / "runs", 0)
 
 
 def _fit(config: dict[str, Any]) -> dict[str, Any]:
