@@ -31,7 +31,9 @@ class CIFAR10DataModule(ImageDataModule):
         eval_batch_size: batch size of validation, test and predict.
         val_size: training images held out for validation (0: no validation loader).
         seed: seed of the per-epoch training order.
-        split_seed: seed of the validation split (independent of ``seed``).
+        split_seed: seed of the validation split, independent of ``seed`` (runs with
+            different seeds share one split); None: the split follows ``seed``, so a
+            seed-to-seed spread also covers the choice of validation images.
         loader: ``"tensor"`` (device-resident, batches by index) or ``"torch"`` (a
             standard ``DataLoader``).
         drop_last: drop the last incomplete training batch.

@@ -31,8 +31,9 @@ class FashionMNISTDataModule(ImageDataModule):
         eval_batch_size: batch size of validation, test and predict.
         val_size: training images held out for validation (0: no validation loader).
         seed: seed of the per-epoch training order.
-        split_seed: seed of the validation split (independent of ``seed``, so runs with
-            different seeds share one split).
+        split_seed: seed of the validation split, independent of ``seed`` (runs with
+            different seeds share one split); None: the split follows ``seed``, so a
+            seed-to-seed spread also covers the choice of validation images.
         loader: ``"tensor"``: the dataset lives on the trainer's root device as uint8 and
             batches are cut by index (:class:`~goalbrake.data.tensor_loader.TensorLoader`);
             ``"torch"``: a standard ``DataLoader`` over a ``TensorDataset`` on the CPU.

@@ -62,7 +62,7 @@ class ImageDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         val_size: int = 5000,
         seed: int = 0,
-        split_seed: int = 0,
+        split_seed: int | None = 0,
         loader: Literal["tensor", "torch"] = "tensor",
         drop_last: bool = False,
         download: bool = False,
@@ -75,6 +75,7 @@ class ImageDataModule(pl.LightningDataModule):
         _check_int("val_size", val_size, 0)
         _check_int("train_subset", train_subset, 1, optional=True)
         _check_int("num_workers", num_workers, 0)
+        _check_int("split_seed", split_seed, 0, optional=True)
         if loader not in LOADERS:
             raise ValueError(f"Invalid loader value: {loader!r} (must be one of tensor, torch)")
         if loader == "tensor" and num_workers:
@@ -114,6 +115,11 @@ class ImageDataModule(pl.LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         """Shape (C, H, W) of one image."""
         return self.image_shape
+
+    @property
+    def split_seed_used(self) -> int:
+        """The seed of the validation split: ``split_seed``, or ``seed`` when it is None."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     # -------------------------------------------------------------- subclass hooks
     def _read_split(self, files: dict[str, Path], train: bool) -> Split:
@@ -176,7 +182,7 @@ class ImageDataModule(pl.LightningDataModule):
                 f"Invalid val_size value: {self.val_size} (must be < {n}, the size of the "
                 "training set)"
             )
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed_used))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         if self.train_subset is not None:
             if self.train_subset > train_index.numel():

@@ -95,6 +95,23 @@ def test_validation_split_depends_on_split_seed_only(fmnist_dir):
     assert not torch.equal(base, val_labels_and_images(split_seed=1))
 
 
+def test_split_seed_none_makes_the_validation_split_follow_seed(fmnist_dir):
+    def val_images(**kwargs):
+        dm = FashionMNISTDataModule(data_dir=str(fmnist_dir), val_size=50, **kwargs)
+        dm.setup("fit")
+        return dm._splits["val"][0], dm._splits["train"][0]
+
+    # split_seed=None with seed s holds out exactly the images split_seed=s holds out.
+    for seed in (0, 3):
+        follow_val, follow_train = val_images(seed=seed, split_seed=None)
+        fixed_val, fixed_train = val_images(seed=0, split_seed=seed)
+        assert torch.equal(follow_val, fixed_val)
+        assert torch.equal(follow_train, fixed_train)
+    assert not torch.equal(
+        val_images(seed=0, split_seed=None)[0], val_images(seed=1, split_seed=None)[0]
+    )
+
+
 def test_train_subset_takes_a_subset_of_the_remaining_training_images(fmnist_dir):
     dm = FashionMNISTDataModule(data_dir=str(fmnist_dir), val_size=50, train_subset=40)
     dm.setup("fit")
@@ -134,6 +151,7 @@ def test_loaders_of_both_kinds_give_the_same_data(fmnist_dir):
         ({"batch_size": 0}, "Invalid batch_size value: 0 (must be an integer >= 1)"),
         ({"val_size": -1}, "Invalid val_size value: -1 (must be an integer >= 0)"),
         ({"train_subset": 0}, "Invalid train_subset value: 0 (must be an integer >= 1)"),
+        ({"split_seed": -1}, "Invalid split_seed value: -1 (must be an integer >= 0)"),
         (
             {"num_workers": 2},
             "Invalid num_workers value: 2 (the tensor loader has no worker processes; "
