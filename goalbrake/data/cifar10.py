@@ -37,8 +37,9 @@ class CIFAR10DataModule(ImageDataModule):
         loader: ``"tensor"`` (device-resident, batches by index) or ``"torch"`` (a
             standard ``DataLoader``).
         drop_last: drop the last incomplete training batch.
-        download: when no place holds the files, download the archive with torchvision
-            into the user cache (md5 checked). Off by default.
+        download: when the files are not found, download the archive with torchvision
+            into the named ``data_dir`` / ``$GOALBRAKE_DATA``, else the user cache (md5
+            checked). Off by default.
         train_subset: train on only this many of the training images left after the
             validation split.
         num_workers: ``DataLoader`` workers (``loader="torch"`` only).

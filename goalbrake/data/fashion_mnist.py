@@ -38,8 +38,9 @@ class FashionMNISTDataModule(ImageDataModule):
             batches are cut by index (:class:`~goalbrake.data.tensor_loader.TensorLoader`);
             ``"torch"``: a standard ``DataLoader`` over a ``TensorDataset`` on the CPU.
         drop_last: drop the last incomplete training batch.
-        download: when no place holds the files, download them with torchvision into the
-            user cache (md5 checked). Off by default.
+        download: when the files are not found, download them with torchvision into the
+            named ``data_dir`` / ``$GOALBRAKE_DATA``, else the user cache (md5 checked).
+            Off by default.
         train_subset: train on only this many of the training images left after the
             validation split (a seeded random subset).
         num_workers: ``DataLoader`` workers (``loader="torch"`` only).

@@ -4,9 +4,11 @@ A subclass names its files (a :class:`~goalbrake.data.sources.DatasetSource`), i
 names and normalization constants, and how to read one split and how to download; this
 class does the rest:
 
-* ``prepare_data`` (one process per node): download into the user cache, only with
-  ``download=True`` and only when no place searched holds the files;
-* ``setup``: find the files (:func:`~goalbrake.data.sources.find_dataset_files`), parse and
+* ``prepare_data`` (one process per node): download, only with ``download=True`` and only
+  when the files are not found, into the named place or else the user cache;
+* ``setup``: find the files (in the place the user named, ``data_dir`` or
+  ``$GOALBRAKE_DATA``, alone; else by :func:`~goalbrake.data.sources.find_dataset_files`),
+  say in one line which folder it reads, parse and
   check them, hold out a seeded validation split from the training set, and, for the
   tensor loader, move the uint8 data to the trainer's root device;
 * ``*_dataloader``: a :class:`~goalbrake.data.tensor_loader.TensorLoader` (default) or a
@@ -20,6 +22,7 @@ from typing import ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -27,6 +30,8 @@ from goalbrake.data.errors import DatasetNotFoundError
 from goalbrake.data.sources import (
     DatasetSource,
     find_dataset_files,
+    find_named_dataset_files,
+    named_place,
     search_places,
     user_cache_dir,
 )
@@ -132,12 +137,23 @@ class ImageDataModule(pl.LightningDataModule):
 
     # -------------------------------------------------------------------- files
     def find_files(self) -> dict[str, Path]:
-        """The dataset's files from the first place that holds them all.
+        """The dataset's files: from the place the user named, else the first that has them.
 
         Raises:
-            DatasetNotFoundError: no place holds them; the message lists the places.
+            DatasetNotFoundError: a named place (``data_dir``, ``$GOALBRAKE_DATA``) does not
+                hold them (one line naming it), or no place holds them (the message lists
+                the places).
         """
-        return find_dataset_files(self.source, search_places(self.source, self.data_dir))
+        places = search_places(self.source, self.data_dir)
+        named = named_place(places)
+        if named is not None:
+            return find_named_dataset_files(self.source, named)
+        return find_dataset_files(self.source, places)
+
+    def _download_root(self) -> Path:
+        """Where ``download=True`` puts the files: the named place, else the user cache."""
+        named = named_place(search_places(self.source, self.data_dir))
+        return named.path if named is not None else user_cache_dir(self.source.name)
 
     def _files(self) -> dict[str, Path]:
         if self.files is None:
@@ -146,12 +162,14 @@ class ImageDataModule(pl.LightningDataModule):
             except DatasetNotFoundError:
                 if not self.download:
                     raise
-                self._download(user_cache_dir(self.source.name))
+                self._download(self._download_root())
                 self.files = self.find_files()
+            folders = sorted({str(path.parent) for path in self.files.values()})
+            rank_zero_info(f"{self.source.title}: reading {', '.join(folders)}")
         return self.files
 
     def prepare_data(self) -> None:
-        """Download into the user cache when ``download=True`` and no place has the data."""
+        """Download (``download=True`` only) when the files are not found."""
         if self.download:
             self._files()
 

@@ -1,6 +1,9 @@
 """Where goalbrake looks for dataset files, and the one error when they are nowhere.
 
-Places are searched in this order (:func:`search_places`):
+A place the user names, the ``data_dir`` argument or else ``$GOALBRAKE_DATA``, is the only
+place looked in: when it does not hold the dataset that is an error naming it
+(:func:`find_named_dataset_files`), never a silent fall-back to another copy. When none is
+named, places are searched in this order (:func:`search_places`):
 
 1. the ``data_dir`` argument, when given;
 2. ``$GOALBRAKE_DATA``, when set;
@@ -31,12 +34,16 @@ __all__ = [
     "DatasetSource",
     "SearchPlace",
     "find_dataset_files",
+    "find_named_dataset_files",
+    "named_place",
     "search_places",
     "user_cache_dir",
 ]
 
 #: The environment variable naming a directory with datasets.
 DATA_ENV = "GOALBRAKE_DATA"
+#: The labels of the places a user names (searched alone when present).
+NAMED_LABELS = ("data_dir", f"${DATA_ENV}")
 
 
 class SearchPlace(NamedTuple):
@@ -130,6 +137,37 @@ def search_places(
     places.extend(source.system_places)
     places.append(SearchPlace("user cache", user_cache_dir(source.name, environ)))
     return places
+
+
+def named_place(places: list[SearchPlace]) -> SearchPlace | None:
+    """The first place the user named (``data_dir``, else ``$GOALBRAKE_DATA``), if any."""
+    return next((place for place in places if place.label in NAMED_LABELS), None)
+
+
+def find_named_dataset_files(source: DatasetSource, place: SearchPlace) -> dict[str, Path]:
+    """The dataset's files in a place the user named, or a one-line error naming it.
+
+    Raises:
+        DatasetNotFoundError: the place does not exist, is not a directory, holds only some
+            of the files, or holds none; the message names the place and the files.
+    """
+    try:
+        return find_dataset_files(source, [place])
+    except DatasetNotFoundError as error:
+        if str(error).startswith("Incomplete"):
+            raise
+    if not place.path.exists():
+        note = "does not exist"
+    elif not place.path.is_dir():
+        note = "is not a directory"
+    else:
+        note = "holds no dataset files"
+    where = ", ".join(f"{layout}/" for layout in source.layouts if layout)
+    raise DatasetNotFoundError(
+        f"{source.title} not found: {place.label} {place.path} {note} (it must hold "
+        f"{', '.join(source.files)}, directly or under {where}); a named location is the only "
+        f"place looked in: fix or unset it, or pass download=True to download there"
+    )
 
 
 def _find_file(directory: Path, name: str, gzip_ok: bool) -> Path | None:

@@ -150,18 +150,71 @@ def nowhere(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("cls", [FashionMNISTDataModule, CIFAR10DataModule])
-def test_datamodule_without_data_and_download_off_raises_the_one_error(nowhere, cls):
+def test_datamodule_without_data_and_download_off_raises_the_one_error(nowhere, monkeypatch, cls):
+    monkeypatch.delenv("GOALBRAKE_DATA")
     calls = []
-    dm = cls(data_dir=str(nowhere / "given"))
+    dm = cls()
     dm._download = calls.append  # must never be reached
     dm.prepare_data()
     with pytest.raises(DatasetNotFoundError) as info:
         dm.setup("fit")
     text = str(info.value)
-    assert "1. data_dir" in text
-    assert "2. $GOALBRAKE_DATA" in text
-    assert "3. user cache" in text
+    assert "1. user cache" in text
     assert calls == []
+
+
+@pytest.mark.parametrize("cls", [FashionMNISTDataModule, CIFAR10DataModule])
+@pytest.mark.parametrize(
+    ("make", "note"),
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "holds no dataset files"),
+        (lambda root: root.write_text(""), "is not a directory"),
+    ],
+)
+def test_a_named_data_dir_without_the_data_is_one_line_naming_it(nowhere, cls, make, note):
+    """A data_dir the user named is the only place looked in: no fall-back to another copy,
+    even when another place (here $GOALBRAKE_DATA) holds the dataset."""
+    writer = write_fashion_mnist if cls is FashionMNISTDataModule else write_cifar10
+    writer(nowhere / "env", 20, 5)
+    given = nowhere / "given"
+    make(given)
+    dm = cls(data_dir=str(given))
+    with pytest.raises(DatasetNotFoundError) as info:
+        dm.setup("fit")
+    (line,) = str(info.value).splitlines()
+    assert line.startswith(f"{cls.source.title} not found: data_dir {given} {note} (it must hold")
+    assert "download=True" in line
+
+
+def test_a_named_environment_variable_without_the_data_is_one_line_naming_it(nowhere, monkeypatch):
+    write_cifar10(nowhere / "cache" / "goalbrake" / "cifar-10", 20, 5)  # another copy
+    with pytest.raises(DatasetNotFoundError) as info:
+        CIFAR10DataModule().setup("fit")
+    (line,) = str(info.value).splitlines()
+    assert line.startswith(f"CIFAR-10 not found: $GOALBRAKE_DATA {nowhere / 'env'} does not exist")
+
+
+def test_download_goes_into_the_named_data_dir(nowhere):
+    roots = []
+
+    def fake_download(root):  # stands in for torchvision's download: no network in tests
+        roots.append(root)
+        write_fashion_mnist(root, 60, 20, layout="torchvision")
+
+    dm = FashionMNISTDataModule(data_dir=str(nowhere / "given"), download=True, val_size=10)
+    dm._download = fake_download
+    dm.prepare_data()
+    assert roots == [nowhere / "given"]
+    dm.setup("fit")
+    assert dm._splits["train"][0].shape[0] == 50
+
+
+def test_the_run_says_which_folder_it_reads(nowhere, caplog):
+    write_fashion_mnist(nowhere / "env", 20, 5)
+    with caplog.at_level("INFO"):
+        FashionMNISTDataModule(val_size=5).setup("fit")
+    assert f"FashionMNIST: reading {nowhere / 'env'}" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -174,7 +227,8 @@ def test_datamodule_without_data_and_download_off_raises_the_one_error(nowhere, 
         (CIFAR10DataModule, lambda root: write_cifar10(root, 60, 20, layout="torchvision")),
     ],
 )
-def test_download_goes_into_the_user_cache_only_when_asked(nowhere, cls, writer):
+def test_download_goes_into_the_user_cache_only_when_asked(nowhere, monkeypatch, cls, writer):
+    monkeypatch.delenv("GOALBRAKE_DATA")  # nothing named: the user cache
     roots = []
 
     def fake_download(root):  # stands in for torchvision's download: no network in tests
