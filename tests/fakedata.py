@@ -1,26 +1,7 @@
-"""The fake-data writers for tests; they live in :mod:`goalbrake.data.fake` (the benchmarks
-use them too), and are re-exported here so tests keep importing ``tests.fakedata``."""
+"""The fake-data writers for tests. They live in :mod:`goalbrake.data.fake` (the benchmarks
+use them too); this module re-exports its whole public API so tests keep importing
+``tests.fakedata``."""
 
-from goalbrake.data.fake import (
-    CIFAR10_FILES,
-    CIFAR10_LABEL_NAMES,
-    FASHION_MNIST_FILES,
-    class_patterns,
-    fake_images,
-    idx_bytes,
-    py2_pickle_bytes,
-    write_cifar10,
-    write_fashion_mnist,
-)
-
-__all__ = [
-    "CIFAR10_FILES",
-    "CIFAR10_LABEL_NAMES",
-    "FASHION_MNIST_FILES",
-    "class_patterns",
-    "fake_images",
-    "idx_bytes",
-    "py2_pickle_bytes",
-    "write_cifar10",
-    "write_fashion_mnist",
-]
+# A star import re-exports exactly goalbrake.data.fake's __all__, with no second list here.
+from goalbrake.data.fake import *  # noqa: F403
+from goalbrake.data.fake import __all__ as __all__

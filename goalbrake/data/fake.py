@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from goalbrake.data.cifar10 import CIFAR10DataModule
+
 __all__ = [
     "CIFAR10_FILES",
     "CIFAR10_LABEL_NAMES",
@@ -56,18 +58,7 @@ FASHION_MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
-CIFAR10_LABEL_NAMES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+CIFAR10_LABEL_NAMES = list(CIFAR10DataModule.classes)
 
 
 # ------------------------------------------------------------------------- images
