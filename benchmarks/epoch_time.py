@@ -29,7 +29,7 @@ and the ratios use the minima.
 
 Data: the real FashionMNIST from Debian's ``dataset-fashion-mnist`` when
 ``/usr/share/datasets/fashion-mnist`` exists, else 60,000 fake images written by
-``tests/fakedata.py`` in the same format. Nothing is downloaded.
+``goalbrake.data.fake`` in the same format. Nothing is downloaded.
 
 Usage::
 
@@ -46,7 +46,6 @@ import logging
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -58,9 +57,13 @@ import lightning.pytorch as pl
 import torch
 import torchvision
 from torch.nn import functional as F
+from torchvision import transforms
 
+from goalbrake.callbacks import EnergyMonitor, GoalBrake
 from goalbrake.data import FashionMNISTDataModule
+from goalbrake.data.fake import write_fashion_mnist
 from goalbrake.models import LeNet
+from goalbrake.module import ImageClassifier
 from goalbrake.optim import PHS
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -81,11 +84,8 @@ def prepare_data(workdir: Path) -> tuple[Path, Path, str]:
             with gzip.open(gz) as src, (raw / gz.stem).open("wb") as dst:
                 shutil.copyfileobj(src, dst)
         return DEBIAN, root, f"real FashionMNIST ({DEBIAN})"
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fakedata import write_fashion_mnist
-
     write_fashion_mnist(root, n_train=60_000, n_test=10_000, layout="torchvision", compress=False)
-    return root, root, "fake FashionMNIST, 60,000 images (tests/fakedata.py)"
+    return root, root, "fake FashionMNIST, 60,000 images (goalbrake.data.fake)"
 
 
 # ------------------------------------------------------------------------- variants
@@ -133,8 +133,6 @@ def floor(data_dir: Path, root: Path, workdir: Path) -> Timing:
 
 
 def _classifier() -> pl.LightningModule:
-    from goalbrake.module import ImageClassifier
-
     return ImageClassifier(LeNet(), optimizer=partial(PHS, **PHS_ARGS))
 
 
@@ -181,10 +179,6 @@ def lightning_bare(data_dir: Path, root: Path, workdir: Path) -> Timing:
 
 
 def _goalbrake_callbacks() -> list:
-    try:
-        from goalbrake.callbacks import EnergyMonitor, GoalBrake
-    except ImportError:  # not there yet: time the loader and module alone
-        return []
     return [GoalBrake(goal=0.15, factor=50.0, mode="remaining"), EnergyMonitor()]
 
 
@@ -199,7 +193,6 @@ def lightning_tensor(data_dir: Path, root: Path, workdir: Path) -> Timing:
 
 
 def _torchvision_loader(root: Path) -> torch.utils.data.DataLoader:
-    from torchvision import transforms
 
     transform = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.2860406,), (0.3530242,))]

@@ -22,7 +22,6 @@ Not a test: it prints a Markdown table (mean ± std over seeds) for docs/ode.md.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import platform
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import goalbrake
+from goalbrake.data import read_idx
 from goalbrake.optim import PHS, PHSFlow
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -46,17 +46,6 @@ DIVERGED = ("nan loss", "nan output", "loss blew up", "max_evals", "solver faile
 
 
 # --------------------------------------------------------------------------------- data
-def _read_idx(path: Path) -> Tensor:
-    """An IDX file (gzip or plain) as a uint8 tensor of its stated shape."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    data = torch.frombuffer(bytearray(raw[4 + 4 * ndim :]), dtype=torch.uint8)
-    return data.reshape(shape)
-
-
 def _find(directory: Path, stem: str) -> Path | None:
     for name in (f"{stem}.gz", stem):
         if (directory / name).is_file():
@@ -79,7 +68,7 @@ def load_fashion_mnist(directory: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]
             f"ode_lr_sweep: FashionMNIST not found in {directory} (missing {', '.join(missing)}); "
             "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir"
         )
-    train_x, train_y, test_x, test_y = (_read_idx(p) for p in paths)
+    train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)
     # Standardize with the training set's statistics, as in the usual FashionMNIST setup.
     mean, std = 0.2860, 0.3530
 

@@ -36,7 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
+import torch
 import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from goalbrake.data.fake import write_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +85,6 @@ def base_config(data_dir: str | None, subset: int, epochs: int) -> dict[str, Any
 
 def run(root: Path, name: str, spec: dict[str, Any], workers: int) -> dict[str, Any]:
     """One ``goalbrake sweep`` to the end; wall time and what the study holds."""
-    import optuna
 
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", **spec}, sort_keys=False))
@@ -109,7 +113,6 @@ def run(root: Path, name: str, spec: dict[str, Any], workers: int) -> dict[str, 
         raise SystemExit(
             f"{name}: goalbrake sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
         )
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(
@@ -151,8 +154,6 @@ def epochs_to_reach(result: dict[str, Any], target: float) -> int | None:
 
 
 def print_workers(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    import optuna
-    import torch
 
     print(
         f"# sweep throughput: {platform.processor() or platform.machine()}, "
@@ -180,7 +181,7 @@ def print_workers(args: argparse.Namespace, results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", help="directory with the FashionMNIST IDX files")
-    p.add_argument("--fake", action="store_true", help="tiny fake FashionMNIST (tests/fakedata)")
+    p.add_argument("--fake", action="store_true", help="tiny fake FashionMNIST")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--grid", type=int, default=8, help="trials of the workers comparison")
     p.add_argument("--n-trials", type=int, default=12, help="trials of the pruner comparison")
@@ -194,9 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         data_dir = args.data_dir
         if args.fake:
-            sys.path.insert(0, str(REPO))
-            from tests.fakedata import write_fashion_mnist
-
             data_dir = str(
                 write_fashion_mnist(root / "fm", n_train=max(args.subset + 1200, 2000), n_test=100)
             )

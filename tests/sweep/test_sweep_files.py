@@ -1,50 +1,87 @@
-"""Every shipped sweep file parses, every trial config it can produce builds, and its first
-trial fits two steps on tiny data in the real format (the config's tiny twin)."""
+"""Every study file validates and its first trial fits on tiny data in the real format (the
+config's tiny twin); every committed journal is the one its study file made and still
+yields the numbers its experiment's README states.
+
+sweeps/ holds what a user runs; experiments/<name>/ holds a study's journal, its README
+and, unless it is a sweep of sweeps/, its study file. A README states its numbers in a
+fenced ``numbers`` block, one per line::
+
+    SELECTOR: QUANTITY = VALUE
+
+* SELECTOR: ``key=value`` tokens (shell-quoted where a value has spaces) that a trial's
+  config must all match (``row=goal_trial33``, ``optimizer.lr=0.1``, ``trial=37`` for a
+  trial number), ``best`` for the best point on the objective, ``study`` for the whole
+  study, or ``A vs B`` for A − B paired seed by seed.
+* QUANTITY: the study's metric (``val/acc``: each trial's objective value), ``test/acc
+  final`` or ``test/acc best`` (the final weights, the best-val checkpoint), ``trial``
+  (the number of the one trial selected), or, for ``study``, ``trials``, ``complete``,
+  ``pruned``, ``fail``.
+* VALUE: a mean, optionally ``± std``: ``0.9095 ± 0.0027`` (as stored), ``91.06 ± 0.17 %``
+  (in percent), ``+0.47 pp`` (a paired difference in percentage points), or a count. It
+  must agree with the journal to the digits written.
+"""
 
 from __future__ import annotations
 
+import math
+import re
+import shlex
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from goalbrake.sweep.objective import build_trial, fit_config
+from goalbrake.sweep.results import StudyResults, TrialRow, collect
 from goalbrake.sweep.spec import SweepSpec, load_spec
+from goalbrake.sweep.study import STUDY_ATTR
 from goalbrake.sweep.validate import _settings, check_configs
 from tests.twins import tiny_twin
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
+#: What a user runs: the paper's tables, Fig. 1, one TPE search per dataset, PostgreSQL.
+PRODUCT = {
+    "paper_table1_cifar10",
+    "paper_table2_fashionmnist",
+    "fashionmnist_mass_friction",
+    "fashionmnist_goal",
+    "cifar10_goal",
+    "cifar10_goal_postgres",
+}
+# experiments/configs links to ../configs, so moved study files keep their base paths.
+EXPERIMENTS = sorted(
+    d for d in (REPO / "experiments").iterdir() if d.is_dir() and not d.is_symlink()
+)
+STUDY_FILES = SWEEPS + [
+    d / f"{d.name}.yaml" for d in EXPERIMENTS if (d / f"{d.name}.yaml").is_file()
+]
 
 
-def _sweep(name: str) -> SweepSpec:
-    """The shipped sweep file sweeps/<name>.yaml, parsed."""
-    return load_spec(REPO / "sweeps" / f"{name}.yaml")
+def _study_file(experiment: Path) -> Path:
+    """The study file of an experiment: in its folder, else the product sweep of its name."""
+    own = experiment / f"{experiment.name}.yaml"
+    return own if own.is_file() else REPO / "sweeps" / f"{experiment.name}.yaml"
 
 
-def _rows(spec: SweepSpec) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Each grid row's label mapped to its base config and its values."""
-    return {r.label: (r.base, dict(r.values)) for r in spec.rows}
+def _journal(experiment: Path) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(experiment / f"{experiment.name}.journal")))
+    return optuna.load_study(study_name=experiment.name, storage=storage)
 
 
-def _without_lambda(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k != "optimizer.weight_decay"}
-
-
-def test_there_are_sweep_files() -> None:
-    names = {p.name for p in SWEEPS}
-    assert {
-        "fashionmnist_goal.yaml",
-        "cifar10_goal.yaml",
-        "paper_table1_cifar10.yaml",
-        "paper_table2_fashionmnist.yaml",
-    } <= names
+def test_sweeps_hold_what_a_user_runs_and_no_journal() -> None:
+    assert {p.stem for p in SWEEPS} == PRODUCT
+    assert sorted(p.name for p in (REPO / "sweeps").iterdir() if p.suffix != ".yaml") == []
 
 
 # A refit (data.val_size: 0) trains without validation; Lightning says so, rightly.
 @pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`")
-@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+@pytest.mark.parametrize("path", STUDY_FILES, ids=[p.stem for p in STUDY_FILES])
 def test_sweep_file(path: Path, tmp_path: Path) -> None:
     spec = load_spec(path)
     assert check_configs(spec, str(tmp_path / "runs")) >= 1
@@ -68,7 +105,7 @@ def test_sweep_file(path: Path, tmp_path: Path) -> None:
 
 
 def test_paper_tables_hold_the_papers_best_rows() -> None:
-    table2 = _sweep("paper_table2_fashionmnist")
+    table2 = load_spec(REPO / "sweeps" / "paper_table2_fashionmnist.yaml")
     best2 = {
         "optimizer.lr": 0.1,
         "optimizer.mass": 10.0,
@@ -79,7 +116,7 @@ def test_paper_tables_hold_the_papers_best_rows() -> None:
     rows2 = [r for r in table2.rows if all(r.values.get(k) == v for k, v in best2.items())]
     assert sorted(r.values["brake.mode"] for r in rows2) == ["reduction", "remaining"]
     assert table2.seeds == 3 and table2.grid_size() == 32 * 3
-    table1 = _sweep("paper_table1_cifar10")
+    table1 = load_spec(REPO / "sweeps" / "paper_table1_cifar10.yaml")
     best1 = {
         "optimizer.lr": 0.1,
         "optimizer.mass": 100.0,
@@ -91,146 +128,138 @@ def test_paper_tables_hold_the_papers_best_rows() -> None:
     assert sorted(r.values["brake.mode"] for r in rows1) == ["reduction", "remaining"]
 
 
-@pytest.mark.parametrize(
-    ("name", "mode", "seeds"),
-    [("fashionmnist_goal_confirm", "remaining", 5), ("cifar10_goal_confirm", "reduction", 3)],
-)
-def test_confirm_grid_pairs_each_braking_setting_with_phs_at_the_same_settings(
-    name: str, mode: str, seeds: int
+# ------------------------------------------------------------------ the numbers block
+_VALUE = re.compile(r"^([+-]?\d+(?:\.\d+)?)(?: ± (\d+(?:\.\d+)?))?(?: (%|pp))?$")
+_COUNTS = {"trials": None, "complete": "COMPLETE", "pruned": "PRUNED", "fail": "FAIL"}
+
+
+def numbers_block(readme: str) -> list[str]:
+    """The lines of the README's fenced ``numbers`` block."""
+    match = re.search(r"^```numbers\n(.*?)^```", readme, re.S | re.M)
+    return [] if match is None else [ln for ln in match.group(1).splitlines() if ln.strip()]
+
+
+def _matches(row: TrialRow, selector: str) -> bool:
+    for token in shlex.split(selector):
+        key, _, want = token.partition("=")
+        have = row.number if key == "trial" else row.config.get(key)
+        try:
+            if not math.isclose(float(have), float(want), rel_tol=1e-9):
+                return False
+        except (TypeError, ValueError):
+            if str(have) != want:
+                return False
+    return True
+
+
+def _select(results: StudyResults, selector: str) -> list[TrialRow]:
+    if selector == "best":
+        return results.points()[0].complete
+    rows = [r for r in results.rows if r.state == "COMPLETE" and _matches(r, selector)]
+    if not rows:
+        raise ValueError(f"no complete trial matches {selector!r}")
+    return rows
+
+
+def _quantity(row: TrialRow, quantity: str, metric: str) -> float | None:
+    if quantity == metric:
+        return row.value
+    name, _, kind = quantity.rpartition(" ")
+    if kind in ("final", "best") and name:
+        return row.test_value(kind, name)
+    raise ValueError(f"unknown quantity {quantity!r} (allowed: {metric}, test/acc final|best)")
+
+
+def _paired(results: StudyResults, selector: str, quantity: str) -> list[float]:
+    a, b = (_select(results, side) for side in selector.split(" vs "))
+    by_seed = {row.seed: row for row in b}
+    diffs = []
+    for row in a:
+        x, y = (
+            _quantity(row, quantity, results.metric),
+            _quantity(by_seed[row.seed], quantity, results.metric),
+        )
+        if x is not None and y is not None:
+            diffs.append(x - y)
+    return diffs
+
+
+def _measure(results: StudyResults, selector: str, quantity: str) -> list[float]:
+    if selector == "study":
+        state = _COUNTS[quantity]
+        return [float(sum(state is None or r.state == state for r in results.rows))]
+    if " vs " in selector:
+        return _paired(results, selector, quantity)
+    rows = _select(results, selector)
+    if quantity == "trial":
+        (row,) = rows
+        return [float(row.number)]
+    values = [_quantity(r, quantity, results.metric) for r in rows]
+    return [v for v in values if v is not None]
+
+
+def _agrees(stated: str, computed: float, scale: float) -> bool:
+    """``computed`` × ``scale`` rounds to ``stated`` (half a unit of its last digit)."""
+    decimals = len(stated.split(".")[1]) if "." in stated else 0
+    return abs(computed * scale - float(stated)) <= 0.5 * 10**-decimals + 1e-9
+
+
+def check_numbers(results: StudyResults, lines: Sequence[str]) -> list[str]:
+    """Each stated number the journal does not give, as ``line (journal: value)``."""
+    wrong = []
+    for line in lines:
+        selector, _, rest = line.rpartition(": ")
+        quantity, _, value = rest.partition(" = ")
+        match = _VALUE.match(value.strip())
+        if not selector or match is None:
+            raise ValueError(f"malformed numbers line {line!r} (SELECTOR: QUANTITY = VALUE)")
+        mean, std, unit = match.groups()
+        values = _measure(results, selector, quantity)
+        scale = 100.0 if unit else 1.0
+        got_mean = statistics.fmean(values)
+        got = f"{got_mean * scale:.6g}"
+        ok = _agrees(mean, got_mean, scale)
+        if std is not None:
+            got_std = statistics.stdev(values) if len(values) > 1 else 0.0
+            got += f" ± {got_std * scale:.6g}"
+            ok = ok and _agrees(std, got_std, scale)
+        if not ok:
+            wrong.append(f"{line} (journal: {got})")
+    return wrong
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=[d.name for d in EXPERIMENTS])
+def test_experiment_journal_is_its_study_files_and_yields_its_readmes_numbers(
+    experiment: Path,
 ) -> None:
-    """Braking vs PHS in a confirmation grid is paired: same lr, mass, friction, seeds."""
-    spec = _sweep(name)
-    optimizer = ("optimizer.lr", "optimizer.mass", "optimizer.friction")
-    by_label = {r.label: r for r in spec.rows}
-    goals = [label for label in by_label if label.startswith("goal_")]
-    assert goals
-    for label in goals:
-        phs = by_label[label.replace("goal_", "phs_", 1)]
-        goal = by_label[label]
-        assert [phs.values[k] for k in optimizer] == [goal.values[k] for k in optimizer]
-        assert not any(k.startswith("brake.") for k in phs.values)
-        assert goal.values["brake.mode"] == mode
-    assert spec.test and spec.seeds == seeds
+    """The journal was made from the study file as it stands (so the study resumes), and
+    every number of the README's ``numbers`` block comes out of it."""
+    readme = (experiment / "README.md").read_text()
+    lines = numbers_block(readme)
+    assert lines, f"{experiment.name}/README.md has no ```numbers block"
+    study = _journal(experiment)
+    spec = load_spec(_study_file(experiment))
+    assert study.user_attrs[STUDY_ATTR]["fingerprint"] == spec.fingerprint()
+    assert check_numbers(collect(study), lines) == []
 
 
-def test_fig1_grids_share_their_cells() -> None:
-    """The short, one-seed and full Fig. 1 grids cover the same mass × friction cells, so
-    their heatmaps compare cell by cell; they differ only in budget, lrs and seeds."""
-    specs = {name: _sweep(f"fashionmnist_mass_friction{name}") for name in ("", "_1seed", "_short")}
-    cells = {
-        name: {k: spec.grid_space()[k] for k in ("optimizer.mass", "optimizer.friction")}
-        for name, spec in specs.items()
-    }
-    assert cells[""] == cells["_1seed"] == cells["_short"]
-    assert specs["_1seed"].grid_space()["optimizer.lr"] == specs[""].grid_space()["optimizer.lr"]
-    assert (specs[""].seeds, specs["_1seed"].seeds, specs["_short"].seeds) == (3, 1, 1)
-    assert specs["_1seed"].grid_size() == specs[""].grid_size() // 3 == 50
-    assert all(s.pruner == "none" for s in specs.values())
+def test_check_numbers_names_each_number_the_journal_does_not_give() -> None:
+    results = collect(_journal(REPO / "experiments" / "fashionmnist_goal_confirm"))
+    lines = [
+        "row=goal_trial33: test/acc final = 91.06 ± 0.17 %",
+        "row=goal_trial33: test/acc final = 91.16 ± 0.17 %",
+        "row=goal_trial33 vs row=phs_trial33: test/acc best = +0.47 pp",
+        "study: complete = 21",
+    ]
+    assert check_numbers(results, lines) == [
+        "row=goal_trial33: test/acc final = 91.16 ± 0.17 % (journal: 91.062 ± 0.166042)",
+        "study: complete = 21 (journal: 20)",
+    ]
+    with pytest.raises(ValueError, match=r"^malformed numbers line 'best: val/acc 0\.91'"):
+        check_numbers(results, ["best: val/acc 0.91"])
 
 
-@pytest.mark.parametrize(("dataset", "trial"), [("fashionmnist", 33), ("cifar10", 52)])
-def test_lenet5_grids_repeat_the_one_pool_settings(dataset: str, trial: int) -> None:
-    """The classic-LeNet-5 grids change the network and nothing else: the chosen TPE
-    setting and its PHS twin are the confirmation study's rows, value for value, and the
-    paper's best braking row is the one in the paper-table grid."""
-    lenet5 = _sweep(f"{dataset}_lenet5")
-    confirm = _sweep(f"{dataset}_goal_confirm")
-    table = "paper_table2_fashionmnist" if dataset == "fashionmnist" else "paper_table1_cifar10"
-    paper = _sweep(table)
-    assert lenet5.fixed == {"model.backbone.layout": "lenet5"}
-    assert all("model.backbone.layout" not in r.values for r in lenet5.rows)
-    assert "model.backbone.layout" not in confirm.fixed
-    rows = {r.label: r for r in lenet5.rows}
-    for name in (f"goal_trial{trial}", f"phs_trial{trial}"):
-        (twin,) = [r for r in confirm.rows if r.label == name]
-        assert (rows[name].base, dict(rows[name].values)) == (twin.base, dict(twin.values))
-    paper_goal = rows["goal_paper"]
-
-    def covers(row: Any) -> bool:  # a paper-table row's small grid holds this point
-        values = {k: v if isinstance(v, list) else [v] for k, v in row.values.items()}
-        point = paper_goal.values
-        return values.keys() == point.keys() and all(point[k] in values[k] for k in point)
-
-    assert any(r.base == paper_goal.base and covers(r) for r in paper.rows)
-    assert lenet5.test and lenet5.seeds == 3 and lenet5.pruner == "none"
-
-
-def test_weight_decay_grids_change_only_lambda() -> None:
-    """The CIFAR-10 weight-decay grids repeat cifar10_lenet5's trial-52 rows with λ added
-    and nothing else changed, and together try distinct values of λ, so the λ = 0 runs of
-    cifar10_lenet5 complete the curve seed by seed."""
-    lenet5 = {r.label: r for r in _sweep("cifar10_lenet5").rows}
-    lambdas: list[float] = []
-    for suffix in ("", "_strong", "_stronger"):
-        spec = _sweep(f"cifar10_lenet5_wd{suffix}")
-        assert spec.fixed == {"model.backbone.layout": "lenet5"}
-        assert (spec.seeds, spec.seed, spec.test) == (3, 0, True)
-        by_row: dict[str, list[float]] = {}
-        for row in spec.rows:  # a list of λ expands into one row per value
-            wd = row.values["optimizer.weight_decay"]
-            name = row.label.split()[0]
-            assert (row.base, _without_lambda(dict(row.values))) == (
-                lenet5[name].base,
-                dict(lenet5[name].values),
-            )
-            by_row.setdefault(name, []).extend(wd if isinstance(wd, list) else [wd])
-        assert sorted(by_row) == ["goal_trial52", "phs_trial52"]
-        assert by_row["goal_trial52"] == by_row["phs_trial52"]  # both rows try the same λ
-        lambdas += by_row["goal_trial52"]
-    assert len(lambdas) == len(set(lambdas)) and 0.0 not in lambdas
-    assert lambdas == sorted(lambdas)
-
-
-def test_long_budget_grid_changes_only_epochs_and_lambda() -> None:
-    """cifar10_lenet5_wd_long.yaml repeats cifar10_lenet5_wd_strong's λ = 1e-2 rows with 50
-    epochs instead of 30, and adds braked rows that differ from them in λ alone."""
-    strong = _sweep("cifar10_lenet5_wd_strong")
-    long = _sweep("cifar10_lenet5_wd_long")
-    assert long.fixed == {**strong.fixed, "trainer.max_epochs": 50}
-    assert (long.seeds, long.seed, long.test, long.pruner) == (3, 0, True, "none")
-    before = _rows(strong)
-    lambdas = []
-    for label, (base, values) in _rows(long).items():
-        name, suffix = label.split("_wd")
-        lam = values["optimizer.weight_decay"]
-        old_base, old_values = before[name]
-        assert float(suffix) == lam and old_values["optimizer.weight_decay"] == 1e-2
-        assert (base, _without_lambda(values)) == (old_base, _without_lambda(old_values))
-        lambdas.append((name, lam))
-    assert ("goal_trial52", 1e-2) in lambdas and ("phs_trial52", 1e-2) in lambdas
-    assert len({lam for name, lam in lambdas if name == "goal_trial52"}) == 3
-
-
-def test_extra_seeds_rerun_the_chosen_rows_with_new_seeds() -> None:
-    """cifar10_lenet5_wd_long_more.yaml runs the chosen λ = 1e-2 rows of
-    cifar10_lenet5_wd_long.yaml unchanged, with seeds that study did not use."""
-    long = _sweep("cifar10_lenet5_wd_long")
-    more = _sweep("cifar10_lenet5_wd_long_more")
-    chosen = {k: v for k, v in _rows(long).items() if k.endswith("_wd1e-2")}
-    assert _rows(more) == chosen
-    assert more.fixed == long.fixed and more.test
-    used, new = ({s.seed for s in _settings(spec)} for spec in (long, more))
-    assert new and not used & new
-
-
-def test_shipped_lenet5_wd_config_is_the_chosen_setting(tmp_path: Path) -> None:
-    """configs/cifar10/lenet5_wd_goal.yaml is the λ = 1e-2 braking row of
-    cifar10_lenet5_wd_long.yaml (the setting docs/results.md reports): the sweep's own
-    trial config for that row has the same model, data, optimizer, brake and budget."""
-    spec = _sweep("cifar10_lenet5_wd_long")
-    (setting,) = [s for s in _settings(spec) if s.row == "goal_trial52_wd1e-2" and s.seed == 0]
-    trial = fit_config(spec, setting, tmp_path / "runs", 0)
-    shipped = yaml.safe_load((REPO / "configs" / "cifar10" / "lenet5_wd_goal.yaml").read_text())
-
-    def brake(config: dict[str, Any]) -> list[Any]:
-        return [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("GoalBrake")]
-
-    for key in ("model", "data", "optimizer"):
-        assert shipped[key] == trial[key]
-    assert brake(shipped) == brake(trial) != []
-    assert shipped["trainer"]["max_epochs"] == trial["trainer"]["max_epochs"]
-
-
+# ------------------------------------------- shipped configs equal their study's row
 def _trial(spec: SweepSpec, row: str, tmp_path: Path) -> dict[str, Any]:
     """The fit config of ``row``'s seed-0 trial."""
     (setting,) = [s for s in _settings(spec) if s.row == row and s.seed == 0]
@@ -239,29 +268,6 @@ def _trial(spec: SweepSpec, row: str, tmp_path: Path) -> dict[str, Any]:
 
 def _callbacks(config: dict[str, Any], name: str) -> list[Any]:
     return [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith(name)]
-
-
-def test_ema_confirm_adds_only_the_average_to_the_confirmed_setting(tmp_path: Path) -> None:
-    """In fashionmnist_ema_confirm.yaml, every EMA row is the no-EMA row's fit (model, data,
-    optimizer, brake, budget) plus EMAWeightAveraging with its decay, and the no-EMA row is
-    goal_trial33 of fashionmnist_goal_confirm.yaml: the gain is the average's alone. The
-    shipped configs/fashionmnist/goal_ema.yaml is the row chosen on validation (d = 0.99)."""
-    ema = _sweep("fashionmnist_ema_confirm")
-    plain = _trial(ema, "goal_trial33", tmp_path)
-    before = _trial(_sweep("fashionmnist_goal_confirm"), "goal_trial33", tmp_path)
-    shipped = yaml.safe_load((REPO / "configs" / "fashionmnist" / "goal_ema.yaml").read_text())
-    for decay in (0.99, 0.999):
-        averaged = _trial(ema, f"goal_ema_{decay}", tmp_path)
-        for config in (plain, before, shipped):
-            for key in ("model", "data", "optimizer"):
-                assert averaged[key] == config[key], key
-            assert _callbacks(averaged, "GoalBrake") == _callbacks(config, "GoalBrake") != []
-            assert averaged["trainer"]["max_epochs"] == config["trainer"]["max_epochs"]
-        (average,) = _callbacks(averaged, "EMAWeightAveraging")
-        assert average["init_args"]["decay"] == decay
-        assert _callbacks(plain, "EMAWeightAveraging") == []
-    (average,) = _callbacks(shipped, "EMAWeightAveraging")
-    assert average["init_args"]["decay"] == 0.99
 
 
 def _fit(config: dict[str, Any]) -> dict[str, Any]:
@@ -274,38 +280,25 @@ def _fit(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_label_smoothing_grid_changes_only_epsilon_and_goal(tmp_path: Path) -> None:
-    """fashionmnist_ema_ls_confirm.yaml is goal_ema_0.99 of fashionmnist_ema_confirm.yaml
-    with ε and the loss goal changed, nothing else, on the same seeds: the rows pair."""
-    ls = _sweep("fashionmnist_ema_ls_confirm")
-    ema = _sweep("fashionmnist_ema_confirm")
-    chosen = _fit(_trial(ema, "goal_ema_0.99", tmp_path))
-    assert chosen["model"].get("label_smoothing", 0.0) == 0.0
-    chosen_goal = chosen["brake"][0]["init_args"].pop("goal")
-    for label, eps in (("goal_ema_ls0.05", 0.05), ("goal_ema_ls0.1", 0.1)):
-        row = _fit(_trial(ls, label, tmp_path))
-        assert row["model"].pop("label_smoothing") == eps
-        (brake,) = row["brake"]
-        # The goal moves up with ε: the smoothed loss cannot reach the chosen one.
-        assert chosen_goal < brake["init_args"].pop("goal") < 1.0
-        assert row == chosen, label
-    assert {s.seed for s in _settings(ls)} == {s.seed for s in _settings(ema)}
-    assert ls.test and ls.checkpoint
+def _shipped(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / "configs" / name).read_text())
 
 
-def test_ema_refit_is_the_chosen_setting_on_all_training_images(tmp_path: Path) -> None:
-    """fashionmnist_ema_refit.yaml fits configs/fashionmnist/goal_ema.yaml unchanged but for
-    the validation split, and differs from the refit without the average
-    (goal_trial33 of fashionmnist_goal_refit.yaml) only by the average: they pair."""
-    refit = _sweep("fashionmnist_ema_refit")
-    averaged = _fit(_trial(refit, "goal_ema_0.99", tmp_path))
-    plain = _fit(_trial(_sweep("fashionmnist_goal_refit"), "goal_trial33", tmp_path))
-    chosen = _fit(_trial(_sweep("fashionmnist_ema_confirm"), "goal_ema_0.99", tmp_path))
-    assert averaged["data"]["init_args"]["val_size"] == 0
-    assert chosen["data"]["init_args"]["val_size"] == 5000
-    chosen["data"]["init_args"]["val_size"] = 0
-    assert averaged == chosen
-    assert [a["init_args"]["decay"] for a in averaged.pop("average")] == [0.99]
-    assert plain.pop("average") == []
-    assert averaged == plain
-    assert refit.test and refit.seeds == 5
+@pytest.mark.parametrize(
+    ("config", "experiment", "row"),
+    [
+        # the best CIFAR-10 setting: classic LeNet-5, λ = 1e-2, 50 epochs
+        ("cifar10/lenet5_wd_goal.yaml", "cifar10_lenet5_wd_long", "goal_trial52_wd1e-2"),
+        # the best FashionMNIST setting: TPE trial 33's braking with an EMA, d = 0.99
+        ("fashionmnist/goal_ema.yaml", "fashionmnist_ema_confirm", "goal_ema_0.99"),
+    ],
+)
+def test_shipped_config_is_its_studys_row(
+    config: str, experiment: str, row: str, tmp_path: Path
+) -> None:
+    """The shipped config fits what the study's row fitted (the setting its experiment
+    reports): the same model, data, optimizer, brake, weight average and budget."""
+    spec = load_spec(REPO / "experiments" / experiment / f"{experiment}.yaml")
+    trial = _fit(_trial(spec, row, tmp_path))
+    assert _fit(_shipped(config)) == trial
+    assert trial["brake"] != []
