@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from goalbrake.optim.sgd import is_phs_form, sgd_kinetic_energy
+
 __all__ = ["ENERGY_LAYOUT", "EnergyMonitorBase"]
 
 Scalar = float | Tensor
@@ -81,30 +83,18 @@ def _is_energy_aware(optimizer: Any) -> bool:
 
 
 def _is_heavy_ball_group(optimizer: Any, group: Mapping[str, Any]) -> bool:
-    """A torch SGD group whose buffer is a PHS momentum (momentum > 0, dampening = 0)."""
-    return (
-        isinstance(optimizer, torch.optim.SGD)
-        and group.get("momentum", 0) > 0
-        and group.get("dampening", 0) == 0
-    )
+    """A torch SGD group whose buffer is a PHS momentum (see :mod:`goalbrake.optim.sgd`)."""
+    return isinstance(optimizer, torch.optim.SGD) and is_phs_form(group)
 
 
 def _sgd_kinetic_energy(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> Scalar:
-    """φ(p) = (lr/2)·‖buf‖² of a heavy-ball SGD group (0-d tensor, no sync).
-
-    SGD(lr=η, momentum=μ, dampening=0) is the symplectic Euler PHS step with η = α²/m,
-    μ = 1 − αγ/m and p = −α·buf (DESIGN.md §1), so φ(p) = ‖p‖²/2m = (η/2)‖buf‖² whatever
-    the step α and mass m behind η: the kinetic energy is identifiable, friction is not.
-    """
+    """φ(p) = (lr/2)·‖buf‖² of a heavy-ball SGD group (0-d tensor, no sync)."""
     buffers = [
         optimizer.state[p]["momentum_buffer"]
         for p in group["params"]
         if optimizer.state.get(p, {}).get("momentum_buffer") is not None
     ]
-    if not buffers:
-        return 0.0
-    squares = torch.stack([b.detach().square().sum().to(buffers[0].device) for b in buffers])
-    return 0.5 * group["lr"] * squares.sum()
+    return sgd_kinetic_energy(group["lr"], buffers)
 
 
 def _to_floats(values: list[Scalar]) -> list[float]:
@@ -166,7 +156,8 @@ class EnergyMonitorBase:
     are ``optim/friction/group0``, ``optim/friction/group1``, … The energies are summed.
 
     **Other optimizers.** A torch ``SGD`` group with ``momentum > 0`` and ``dampening=0``
-    is the heavy ball in PHS form with p = −α·buf, η = α²/m (DESIGN.md §1), so its
+    is the conformal PHS scheme with p = −α·buf, η = α²/m and μ = e^(−x)
+    (:mod:`goalbrake.optim.sgd`, the one reading of SGD that GoalBrake brakes by), so its
     kinetic energy φ = (η/2)‖buf‖² and its μ = ``momentum`` are logged; its friction and
     dissipation depend on the step α, which SGD does not have, and are not. For any other
     optimizer (or an SGD group without momentum) only ``energy/potential`` is logged, and
