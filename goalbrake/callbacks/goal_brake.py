@@ -9,10 +9,9 @@ controller calls and carries the decisions out with :mod:`goalbrake.braking.adap
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +30,7 @@ from goalbrake.braking import (
     apply_decisions,
     friction_adapter,
 )
+from goalbrake.callbacks.reference_loss import measure_reference_loss
 
 __all__ = ["GoalBrakeBase"]
 
@@ -296,7 +296,9 @@ class GoalBrakeBase:
                     level=logging.WARNING,
                 )
         if self.reference_loss is None and self.mode != "absolute":
-            self.controller.set_reference(self._measure_reference(trainer, pl_module))
+            self.controller.set_reference(
+                measure_reference_loss(trainer, pl_module, self.reference_batches)
+            )
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -432,103 +434,8 @@ class GoalBrakeBase:
         for name, value in zip(self.METRICS, values, strict=True):
             pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
 
-    @torch.no_grad()
-    def _measure_reference(self, trainer: Any, pl_module: Any) -> float:
-        """Mean loss of the initial weights over ``reference_batches`` training batches."""
-        loader = trainer.train_dataloader
-        if loader is None or isinstance(loader, (Mapping, list, tuple)):
-            raise ValueError(
-                "GoalBrake measures the reference loss on one training dataloader, but the "
-                f"Trainer has {type(loader).__name__}; pass GoalBrake(reference_loss=<float>)"
-            )
-        custom = getattr(pl_module, "reference_loss", None)
-        buffers = {name: b.detach().clone() for name, b in pl_module.named_buffers()}
-        precision = getattr(trainer, "precision_plugin", None)
-        context = getattr(precision, "train_step_context", contextlib.nullcontext)
-        losses: list[Tensor] = []
-        with (
-            _rng_kept(pl_module.device, loader),
-            _silenced_logging(pl_module),
-            context(),
-        ):
-            for batch_idx, batch in enumerate(loader):
-                if batch_idx >= self.reference_batches:
-                    break
-                batch = trainer.strategy.batch_to_device(batch)
-                if callable(custom):
-                    out = custom(batch)
-                else:
-                    out = pl_module.training_step(batch, batch_idx)
-                loss = out.get("loss") if isinstance(out, Mapping) else out
-                if not isinstance(loss, Tensor):
-                    source = "reference_loss" if callable(custom) else "training_step"
-                    raise RuntimeError(
-                        f"GoalBrake measures the reference loss with {source}, which returned "
-                        f"{type(out).__name__}; return the loss (a tensor, or a dict with "
-                        "'loss') or pass GoalBrake(reference_loss=<float>)"
-                    )
-                losses.append(loss.detach().float().reshape(()))
-        for name, b in pl_module.named_buffers():
-            if name in buffers:
-                b.copy_(buffers[name])
-        if not losses:
-            raise ValueError(
-                "GoalBrake could not measure the reference loss: the training dataloader "
-                "yielded no batch; pass GoalBrake(reference_loss=<float>)"
-            )
-        value = torch.stack(losses).mean()
-        if trainer.world_size > 1:
-            value = trainer.strategy.reduce(value, reduce_op="mean")
-        return float(value)
-
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(mode={self.mode!r}, stages={list(self.stages)!r}, "
             f"reference_loss={self.reference_loss!r}, braked_step={self.braked_step!r})"
         )
-
-
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """The generators a DataLoader's shuffling draws from (its own, its samplers')."""
-    found: dict[int, torch.Generator] = {}
-    sampler = getattr(loader, "sampler", None)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    for owner in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator):
-            found[id(generator)] = generator
-    return list(found.values())
-
-
-@contextlib.contextmanager
-def _rng_kept(device: torch.device, loader: Any) -> Iterator[None]:
-    """Leave every random stream as it was: the global ones and the loader's generators
-    (iterating a shuffling loader draws from them), so the first epoch is unchanged."""
-    generators = _loader_generators(loader)
-    states = [g.get_state() for g in generators]
-    if device.type == "cpu":
-        fork = torch.random.fork_rng(devices=[])
-    else:
-        fork = torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
-    try:
-        with fork:
-            yield
-    finally:
-        for g, state in zip(generators, states, strict=True):
-            g.set_state(state)
-
-
-@contextlib.contextmanager
-def _silenced_logging(pl_module: Any) -> Iterator[None]:
-    """``self.log`` / ``self.log_dict`` as no-ops (``training_step`` runs outside its loop)."""
-
-    def _noop(*args: Any, **kwargs: Any) -> None:
-        return None
-
-    pl_module.log = _noop
-    pl_module.log_dict = _noop
-    try:
-        yield
-    finally:
-        del pl_module.log
-        del pl_module.log_dict
