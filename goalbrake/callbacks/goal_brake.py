@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from goalbrake.braking import (
+    DEFAULT_MODE,
     MODES,
     SMOOTHINGS,
     BestWeights,
@@ -60,7 +61,8 @@ class GoalBrakeBase:
 
     The reference loss L₀ is the mean loss of the *initial* weights over
     ``reference_batches`` training batches, measured at ``on_train_start`` with no update
-    and no gradient (or given as ``reference_loss``). The loss of a batch comes from the
+    and no gradient by :func:`goalbrake.callbacks.reference_loss.measure_reference_loss`
+    (or given as ``reference_loss``). The loss of a batch comes from the
     module's ``reference_loss(batch)`` method where it defines one, otherwise from its
     ``training_step(batch, batch_idx)`` (the returned tensor, or its ``"loss"``) with
     ``self.log`` silenced; the random number generators and the module's buffers (e.g.
@@ -84,6 +86,13 @@ class GoalBrakeBase:
     the step's loss is the mean over its batches): a brake decided at global step *t*, after
     the *t*-th update, acts from the next update on.
 
+    **The clock trigger.** ``GoalBrake(at_step=N, factor=k)`` makes the same brake at global
+    step N, whatever the loss (the event trigger's ablation; from YAML or the CLI
+    ``init_args.at_step``). It needs no L₀ (none is measured), excludes ``goal``,
+    ``stages``, ``patience`` and ``overfit_patience`` (one-line error), and is logged like a
+    goal brake, but without ``brake/goal_loss``; its line reads ``GoalBrake: braked at step
+    N (step N >= at_step N), friction x50``.
+
     Logged with ``log=True``: ``brake/goal_loss``, ``brake/smoothed_loss``,
     ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ) and
     ``brake/braked`` (1 while braked), at the steps where the Trainer writes its logs (every
@@ -100,8 +109,11 @@ class GoalBrakeBase:
     averaged over the ranks before each decision, so every rank brakes at the same step.
 
     Args:
-        goal: where the single stage fires, read according to ``mode``.
-        factor: friction factor of the single stage (> 0).
+        goal: where the single stage fires, read according to ``mode`` (0.15,
+            :data:`goalbrake.braking.DEFAULT_GOAL`, when none of ``goal``, ``stages`` and
+            ``at_step`` is given; given with either of them: an error).
+        factor: friction factor of the single stage (> 0; default 50,
+            :data:`goalbrake.braking.DEFAULT_FACTOR`).
         mode: ``"remaining"``, ``"reduction"`` or ``"absolute"`` (see the table).
         reference_loss: L₀ as a number, or None to measure it.
         reference_batches: training batches to measure L₀ on.
@@ -124,6 +136,8 @@ class GoalBrakeBase:
         overfit_monitor: the validation loss the overfit trigger watches.
         check_every_n_steps: decide every n-th step (each check reads the device once).
         log: log the ``brake/*`` metrics with ``pl_module.log``.
+        at_step: the clock trigger: brake by ``factor`` at this global step instead of at
+            a goal.
 
     Raises:
         ValueError: at construction, a value out of range or an unknown name (the message
@@ -155,9 +169,9 @@ class GoalBrakeBase:
 
     def __init__(
         self,
-        goal: float = 0.15,
-        factor: float = 50.0,
-        mode: str = "remaining",
+        goal: float | None = None,
+        factor: float | None = None,
+        mode: str = DEFAULT_MODE,
         reference_loss: float | None = None,
         reference_batches: int = 10,
         smoothing: str = "ema",
@@ -172,6 +186,7 @@ class GoalBrakeBase:
         overfit_monitor: str = "val/loss",
         check_every_n_steps: int = 1,
         log: bool = True,
+        at_step: int | None = None,
     ) -> None:
         super().__init__()
         self.controller = BrakeController(
@@ -179,6 +194,7 @@ class GoalBrakeBase:
             factor,
             mode=mode,
             stages=stages,
+            at_step=at_step,
             reference_loss=reference_loss,
             smoothing=smoothing,
             half_life=half_life,
@@ -217,8 +233,14 @@ class GoalBrakeBase:
         return self.controller.mode
 
     @property
-    def stages(self) -> tuple[tuple[float, float], ...]:
+    def stages(self) -> tuple[tuple[float | None, float], ...]:
+        """The (goal, factor) pairs; the clock trigger's one stage is (None, factor)."""
         return self.controller.stages
+
+    @property
+    def at_step(self) -> int | None:
+        """The clock trigger's step (None for a goal brake)."""
+        return self.controller.at_step
 
     @property
     def reference_loss(self) -> float | None:
@@ -238,7 +260,11 @@ class GoalBrakeBase:
     @property
     def state_key(self) -> str:
         # Lightning's _generate_state_key format: instances with other stages coexist.
-        return f"{type(self).__qualname__}{dict(mode=self.mode, stages=list(self.stages))!r}"
+        if self.at_step is not None:
+            key = dict(at_step=self.at_step, factor=self.stages[0][1])
+        else:
+            key = dict(mode=self.mode, stages=list(self.stages))
+        return f"{type(self).__qualname__}{key!r}"
 
     # -------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -251,7 +277,7 @@ class GoalBrakeBase:
                 f"validation loss, but the Trainer has limit_val_batches="
                 f"{trainer.limit_val_batches!r}; set limit_val_batches > 0 or overfit_patience=None"
             )
-        needs_reference = self.reference_loss is None and self.mode != "absolute"
+        needs_reference = self.reference_loss is None and self.controller.needs_reference
         if (
             needs_reference
             and not getattr(pl_module, "automatic_optimization", True)
@@ -295,7 +321,7 @@ class GoalBrakeBase:
                     f"{self.braked_step}; braked it again (friction x{factor:g})",
                     level=logging.WARNING,
                 )
-        if self.reference_loss is None and self.mode != "absolute":
+        if self.reference_loss is None and self.controller.needs_reference:
             self.controller.set_reference(
                 measure_reference_loss(trainer, pl_module, self.reference_batches)
             )
@@ -425,17 +451,22 @@ class GoalBrakeBase:
     def _log_metrics(self, pl_module: Any) -> None:
         controller = self.controller
         smoothed = controller.smoothed()
-        if smoothed is None or (controller.reference_loss is None and self.mode != "absolute"):
+        if smoothed is None or (controller.reference_loss is None and controller.needs_reference):
             return
         friction = self._adapters[0].friction() if self._adapters else math.nan
         if isinstance(friction, Tensor):
             friction = friction.detach().clone()  # braking mutates it in place later
         values = (controller.target, smoothed, friction, float(controller.braked))
         for name, value in zip(self.METRICS, values, strict=True):
-            pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+            if value is not None:  # the clock trigger has no goal_loss
+                pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
 
     def __repr__(self) -> str:
+        if self.at_step is not None:
+            trigger = f"at_step={self.at_step}, factor={self.stages[0][1]!r}"
+        else:
+            trigger = f"mode={self.mode!r}, stages={list(self.stages)!r}"
         return (
-            f"{type(self).__name__}(mode={self.mode!r}, stages={list(self.stages)!r}, "
+            f"{type(self).__name__}({trigger}, "
             f"reference_loss={self.reference_loss!r}, braked_step={self.braked_step!r})"
         )

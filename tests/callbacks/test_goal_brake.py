@@ -8,7 +8,6 @@ where ``brake/braked`` first reads 1 is ``braked_step - 1``.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -222,23 +221,12 @@ def test_release_restores_the_friction_and_kicks(make_module, make_trainer) -> N
 
 # ------------------------------------------------------------------------- logging
 def test_brake_event_goes_to_tensorboard_and_the_log(
-    make_module, make_trainer, tmp_path: Path
+    make_module, make_trainer, brake_lines, tmp_path: Path
 ) -> None:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("goalbrake.callbacks.goal_brake")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        brake = GoalBrake(goal=0.5, factor=50.0, half_life=2.0)
-        tb = TensorBoardLogger(str(tmp_path), name="tb")
-        make_trainer(callbacks=[brake], logger=tb, max_epochs=2).fit(make_module())
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    [message] = [r.getMessage() for r in records]
+    brake = GoalBrake(goal=0.5, factor=50.0, half_life=2.0)
+    tb = TensorBoardLogger(str(tmp_path), name="tb")
+    make_trainer(callbacks=[brake], logger=tb, max_epochs=2).fit(make_module())
+    [message] = [r.getMessage() for r in brake_lines]
     d = brake.history[0]
     assert message == (
         f"GoalBrake: braked at step {d.step} (smoothed loss {d.smoothed_loss:.4g} <= goal "
@@ -331,6 +319,12 @@ def test_instances_with_other_stages_keep_their_own_state(
             "Invalid reference_batches value: 0 (must be an integer >= 1)",
         ),
         (dict(log="yes"), "Invalid log value: 'yes' (must be True or False)"),
+        (
+            dict(goal=0.15, stages=[(0.5, 10.0), (0.2, 5.0)]),
+            "Invalid stages value: pass either goal and factor or stages, not both (got "
+            "goal=0.15 and stages=[(0.5, 10.0), (0.2, 5.0)])",
+        ),
+        (dict(at_step=-5), "Invalid at_step value: -5 (must be an integer >= 1)"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:
