@@ -97,7 +97,10 @@ class GoalBrakeBase:
     ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ) and
     ``brake/braked`` (1 while braked), at the steps where the Trainer writes its logs (every
     ``log_every_n_steps``) and at every step that acted: a ``pl_module.log`` call costs
-    more than the whole decision, so the others are skipped. A brake also writes the line
+    more than the whole decision, so the others are skipped. Lightning would drop the values
+    of a step that acted but is no logging step, so there they also go to every logger's
+    ``log_metrics`` on the row Lightning gives that step: the brake always has its point. A
+    brake also writes the line
     ``GoalBrake: braked at step N (smoothed loss X <= goal Y), friction x50`` on rank zero
     (the ``goalbrake.callbacks.goal_brake`` logger) and, with a TensorBoard logger, the
     same text under ``brake/events``.
@@ -353,7 +356,7 @@ class GoalBrakeBase:
         else:
             decisions = []
         if self.log and (decisions or _logs_now(trainer)):
-            self._log_metrics(pl_module)
+            self._log_metrics(trainer, pl_module, write=bool(decisions) and not _logs_now(trainer))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Feed the validation loss to the overfit trigger."""
@@ -448,7 +451,9 @@ class GoalBrakeBase:
             if callable(add_text):
                 add_text("brake/events", message, global_step=trainer.global_step)
 
-    def _log_metrics(self, pl_module: Any) -> None:
+    def _log_metrics(self, trainer: Any, pl_module: Any, *, write: bool) -> None:
+        """``pl_module.log`` the brake metrics; with ``write`` (a step that acted but is no
+        logging step, where Lightning would drop them) also hand them to every logger."""
         controller = self.controller
         smoothed = controller.smoothed()
         if smoothed is None or (controller.reference_loss is None and controller.needs_reference):
@@ -457,9 +462,20 @@ class GoalBrakeBase:
         if isinstance(friction, Tensor):
             friction = friction.detach().clone()  # braking mutates it in place later
         values = (controller.target, smoothed, friction, float(controller.braked))
-        for name, value in zip(self.METRICS, values, strict=True):
-            if value is not None:  # the clock trigger has no goal_loss
-                pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+        metrics = {
+            name: value
+            for name, value in zip(self.METRICS, values, strict=True)
+            if value is not None  # the clock trigger has no goal_loss
+        }
+        for name, value in metrics.items():
+            pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+        if write and getattr(trainer, "is_global_zero", True):
+            # The row Lightning gives this step's self.log values: its count of batches that
+            # stepped before this one, global_step - 1 with one optimizer.
+            step = trainer.global_step - 1
+            floats = {name: float(value) for name, value in metrics.items()}
+            for logger in getattr(trainer, "loggers", ()):
+                logger.log_metrics(floats, step=step)
 
     def __repr__(self) -> str:
         if self.at_step is not None:

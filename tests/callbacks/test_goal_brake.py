@@ -247,9 +247,27 @@ def test_metrics_are_logged_at_the_trainers_logging_steps(
     brake = GoalBrake(goal=0.3, half_life=3.0)
     trainer = make_trainer(callbacks=[brake], max_epochs=4, log_every_n_steps=5)
     trainer.fit(make_module())
-    # The rows the Trainer writes; the brake step's values reach callback_metrics only.
-    assert set(read_csv_metrics(trainer)["brake/friction"]) == {4, 9, 14, 19, 24, 29}
-    assert brake.braked_step not in (5, 10, 15, 20, 25, 30)
+    # The rows the Trainer writes, and the brake's row (no logging step) written directly.
+    s = brake.braked_step
+    assert s not in (5, 10, 15, 20, 25, 30)
+    assert set(read_csv_metrics(trainer)["brake/friction"]) == {4, 9, 14, 19, 24, 29, s - 1}
+
+
+def test_the_brake_has_its_point_in_tensorboard_off_the_logging_steps(
+    make_module, make_trainer, tmp_path: Path
+) -> None:
+    brake = GoalBrake(goal=0.3, factor=50.0, half_life=3.0)
+    tb = TensorBoardLogger(str(tmp_path), name="tb")
+    make_trainer(callbacks=[brake], logger=tb, max_epochs=4, log_every_n_steps=5).fit(make_module())
+    s = brake.braked_step
+    assert s is not None and s % 5 != 0  # Lightning writes rows 4, 9, …: not the brake's
+    events = event_accumulator.EventAccumulator(tb.log_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    braked = {e.step: e.value for e in events.Scalars("brake/braked")}
+    friction = {e.step: e.value for e in events.Scalars("brake/friction")}
+    assert min(step for step, v in braked.items() if v == 1.0) == s - 1
+    assert friction[s - 1] == 25.0 and friction[4] == 0.5
+    assert set(braked) == {4, 9, 14, 19, 24, 29, s - 1}
 
 
 # --------------------------------------------------------------------------- resume
