@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -65,6 +65,8 @@ DEFAULT_GOAL = 0.15
 DEFAULT_FACTOR = 50.0
 DEFAULT_MODE = "remaining"
 
+#: Turns one rank's decision into the decision of all (a DDP reduction).
+Agree = Callable[[bool], bool]
 Stage = tuple[float | None, float]  # (goal, factor); goal None: the clock trigger's stage
 
 
@@ -235,6 +237,11 @@ def _evaluate_overfit(
     if overfit_patience is not None and rises >= overfit_patience:
         return True, f"validation loss rose {rises} times in a row (to {current:.4g})"
     return False, None
+
+
+def _agreed(decision: bool, agree: Agree | None) -> bool:
+    """The decision after ``agree`` (e.g. reduced over DDP ranks); itself without one."""
+    return decision if agree is None else bool(agree(decision))
 
 
 # ------------------------------------------------------------------------- the controller
@@ -428,12 +435,12 @@ class BrakeController:
         self._smoother.update(as_loss(loss))
         self.step += 1
 
-    def update(self, loss: float | Tensor) -> list[Decision]:
-        """:meth:`observe` the loss, then :meth:`evaluate` if this step is a check."""
+    def update(self, loss: float | Tensor, *, agree: Agree | None = None) -> list[Decision]:
+        """:meth:`observe` the loss, then :meth:`evaluate` (with ``agree``) at a check."""
         self.observe(loss)
         if self.step % self.check_every_n_steps:
             return []
-        return self.evaluate()
+        return self.evaluate(agree=agree)
 
     def sync_smoothing(self, reduce: Any) -> None:
         """Replace the smoothing state by ``reduce(state)``, e.g. its mean over DDP ranks.
@@ -446,8 +453,17 @@ class BrakeController:
             self._smoother.load_buffer(reduce(buffer.clone()))
 
     # ----------------------------------------------------------------------- deciding
-    def evaluate(self, current: float | None = None) -> list[Decision]:
+    def evaluate(
+        self, current: float | None = None, *, agree: Agree | None = None
+    ) -> list[Decision]:
         """Check the monitored loss (read from the smoother unless given) and decide.
+
+        Args:
+            current: the monitored loss; None reads the smoother.
+            agree: every fire/release decision passes through it before it is taken, e.g.
+                ``trainer.strategy.reduce_boolean_decision`` so that all DDP ranks take the
+                same one (it is called the same number of times on every rank, as long as
+                it returns the same on every rank).
 
         Raises:
             RuntimeError: a relative mode and no reference loss yet.
@@ -458,12 +474,12 @@ class BrakeController:
                 return []
             current = float(value)  # the one host sync of a check
         if self.stage < self.num_stages:
-            return self._evaluate_stages(current)
+            return self._evaluate_stages(current, agree)
         if self.released_step is None and self.release_after is not None:
-            return self._evaluate_settling(current)
+            return self._evaluate_settling(current, agree)
         return []
 
-    def _evaluate_stages(self, current: float) -> list[Decision]:
+    def _evaluate_stages(self, current: float, agree: Agree | None) -> list[Decision]:
         """Before the last stage: the clock, or the goals and then the patience."""
         decisions: list[Decision] = []
         if current < self._best_loss:
@@ -472,20 +488,20 @@ class BrakeController:
                 decisions.append(NewBest(loss=current, step=self.step))
         if self.at_step is not None:
             fire, reason = _evaluate_clock(self.step, self.at_step)
-            if fire:
+            if _agreed(fire, agree):
                 decisions.append(self._fire("step", reason, current))
             return decisions
         targets = self.targets
         while self.stage < self.num_stages:
             fire, reason = _evaluate_goal(current, targets[self.stage])
-            if not fire:
+            if not _agreed(fire, agree):
                 break
             decisions.append(self._fire("goal", reason, current))
-        if self.stage < self.num_stages:
+        if self.stage < self.num_stages and self.patience is not None:
             fire, reason = _evaluate_patience(
                 self.step - self._stage_start, self.patience, current, targets[self.stage]
             )
-            if fire:
+            if _agreed(fire, agree):
                 if self.restore_best and self._best_step is not None:
                     decisions.append(
                         RestoreBest(loss=self._best_loss, step=self._best_step, reason=reason)
@@ -493,28 +509,33 @@ class BrakeController:
                 decisions.append(self._fire("patience", reason, current))
         return decisions
 
-    def _evaluate_settling(self, current: float) -> list[Decision]:
+    def _evaluate_settling(self, current: float, agree: Agree | None) -> list[Decision]:
         """After the last stage: release once the loss stopped setting new minima."""
         if current < self._settle_best:
             self._settle_best, self._settle_step = current, self.step
         release, reason = _evaluate_release(
             self.step - self._settle_step, self.release_after, self._settle_best
         )
-        if not release:
+        if not _agreed(release, agree):
             return []
         self.released_step = self.step
         return [Release(kick=self.kick, reason=reason, step=self.step)]
 
-    def observe_validation(self, val_loss: float | Tensor) -> list[Decision]:
-        """Feed one validation loss; fires the next stage after ``overfit_patience`` rises."""
+    def observe_validation(
+        self, val_loss: float | Tensor, *, agree: Agree | None = None
+    ) -> list[Decision]:
+        """Feed one validation loss; fires the next stage after ``overfit_patience`` rises.
+
+        ``agree`` as in :meth:`evaluate`.
+        """
         value = float(val_loss)
         rose = self._val_last is not None and value > self._val_last
         self._val_rises = self._val_rises + 1 if rose else 0
         self._val_last = value
-        if self.stage >= self.num_stages:
+        if self.stage >= self.num_stages or self.overfit_patience is None:
             return []
         fire, reason = _evaluate_overfit(self._val_rises, self.overfit_patience, value)
-        if not fire:
+        if not _agreed(fire, agree):
             return []
         self._val_rises = 0
         smoothed = self._smoother.value()
@@ -535,7 +556,7 @@ class BrakeController:
             factor=factor,
             stage=index,
             trigger=trigger,
-            reason=reason or trigger,
+            reason=reason or f"{trigger} (decided on another rank)",
             step=self.step,
             smoothed_loss=current,
             target=target,

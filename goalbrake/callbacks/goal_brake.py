@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -46,6 +46,15 @@ if not logging.getLogger().hasHandlers():  # pragma: no cover - depends on the h
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _agree(trainer: Any) -> Callable[[bool], bool] | None:
+    """One decision for all ranks, as Lightning's EarlyStopping takes it: a rank that
+    fires makes every rank fire (a no-op on one device)."""
+    reduce = getattr(getattr(trainer, "strategy", None), "reduce_boolean_decision", None)
+    if reduce is None:
+        return None
+    return lambda decision: reduce(decision, all=False)
 
 
 def _logs_now(trainer: Any) -> bool:
@@ -109,7 +118,9 @@ class GoalBrakeBase:
     friction from before the first brake; the braked friction itself is part of the
     optimizer state that Lightning restores, so a resumed run neither brakes twice nor
     forgets that it braked. Under DDP the smoothed loss, L₀ and the validation loss are
-    averaged over the ranks before each decision, so every rank brakes at the same step.
+    averaged over the ranks before each decision, and the decision itself is reduced with
+    ``trainer.strategy.reduce_boolean_decision`` (as Lightning's ``EarlyStopping`` does), so
+    every rank brakes at the same step even where rounding would split them.
 
     Args:
         goal: where the single stage fires, read according to ``mode`` (0.15,
@@ -351,7 +362,7 @@ class GoalBrakeBase:
         if controller.step % controller.check_every_n_steps == 0:
             if trainer.world_size > 1:
                 controller.sync_smoothing(lambda t: trainer.strategy.reduce(t, reduce_op="mean"))
-            decisions = controller.evaluate()
+            decisions = controller.evaluate(agree=_agree(trainer))
             self._act(trainer, pl_module, decisions)
         else:
             decisions = []
@@ -375,7 +386,8 @@ class GoalBrakeBase:
         value = torch.as_tensor(value, dtype=torch.float64).detach().clone()
         if trainer.world_size > 1:
             value = trainer.strategy.reduce(value.to(pl_module.device), reduce_op="mean")
-        self._act(trainer, pl_module, self.controller.observe_validation(float(value)))
+        decisions = self.controller.observe_validation(float(value), agree=_agree(trainer))
+        self._act(trainer, pl_module, decisions)
 
     # -------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:

@@ -244,6 +244,44 @@ def test_load_state_dict_refuses_another_trigger() -> None:
     BrakeController(0.3).load_state_dict(old)
 
 
+# ------------------------------------------------------------------- agreeing (DDP)
+def test_every_decision_passes_through_agree() -> None:
+    asked: list[tuple[int, bool]] = []
+
+    def veto_until_step_8(decision: bool) -> bool:  # another rank is not there yet
+        asked.append((ctrl.step, decision))
+        return decision and ctrl.step >= 8
+
+    ctrl = BrakeController(0.5, smoothing="none", reference_loss=L0)
+    stream = [2.0, 1.5, 0.9, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    decisions = [(ctrl.step, d) for x in stream for d in ctrl.update(x, agree=veto_until_step_8)]
+    assert [(s, d.trigger) for s, d in decisions] == [(8, "goal")]
+    assert asked == [(t, t >= 3) for t in range(1, 9)]  # one question per check until it fired
+
+
+def test_agree_can_fire_a_stage_this_rank_did_not_reach() -> None:
+    ctrl = BrakeController(0.1, smoothing="none", reference_loss=L0)
+    assert ctrl.update(1.5, agree=lambda d: d) == []
+    [brake] = ctrl.update(1.5, agree=lambda d: True)  # the other rank reached the goal
+    assert (brake.step, brake.trigger, brake.reason) == (
+        2,
+        "goal",
+        "goal (decided on another rank)",
+    )
+
+
+def test_agree_holds_the_release_and_the_overfit_trigger() -> None:
+    ctrl = BrakeController(0.5, smoothing="none", reference_loss=L0, release_after=2)
+    no = lambda d: False  # noqa: E731
+    assert [type(d) for d in ctrl.update(0.5)] == [Brake]
+    assert [ctrl.update(0.6, agree=no) for _ in range(4)] == [[]] * 4
+    assert [type(d) for d in ctrl.update(0.6)] == [Release]
+    over = BrakeController(0.01, reference_loss=L0, overfit_patience=1)
+    over.observe(1.0)
+    assert over.observe_validation(1.0) == [] and over.observe_validation(2.0, agree=no) == []
+    assert [d.trigger for d in over.observe_validation(3.0)] == ["overfit"]
+
+
 # ---------------------------------------------------------------------------- patience
 def test_patience_fires_at_n_steps_when_goal_is_missed() -> None:
     ctrl = BrakeController(0.1, smoothing="none", reference_loss=L0, patience=7)
