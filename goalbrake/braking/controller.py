@@ -588,17 +588,29 @@ class BrakeController:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; later decisions equal an uninterrupted run's.
 
+        The goals, factors and ``at_step`` are this controller's own, so a state loaded into
+        a controller with edited settings keeps its history (L₀, steps, stages fired) and the
+        new settings apply to the stages that have not fired.
+
         Raises:
-            ValueError: the state was written with another mode, smoothing or at_step, or
-                fired more stages than this controller has.
+            ValueError: the state was written with another mode, smoothing or trigger (a
+                goal, or the clock), or fired more stages than this controller has.
         """
-        for key in ("mode", "smoothing", "at_step"):
-            saved = state_dict.get(key)  # states from before the clock trigger have no at_step
-            if saved != getattr(self, key):
+        for key in ("mode", "smoothing"):
+            if state_dict[key] != getattr(self, key):
                 raise ValueError(
-                    f"Invalid state: {key} {saved!r} in the state, {getattr(self, key)!r} "
-                    f"here (construct the controller with {key}={saved!r})"
+                    f"Invalid state: {key} {state_dict[key]!r} in the state, "
+                    f"{getattr(self, key)!r} here (construct the controller with "
+                    f"{key}={state_dict[key]!r})"
                 )
+        # States from before the clock trigger have no at_step. Another step is fine (it
+        # applies on top of the history), another kind of trigger is not.
+        saved = "goal" if state_dict.get("at_step") is None else "step"
+        if saved != self.trigger:
+            raise ValueError(
+                f"Invalid state: trigger {saved!r} in the state, {self.trigger!r} here (a "
+                "resumed run keeps its trigger: the clock with at_step, or a goal)"
+            )
         if state_dict["stage"] > self.num_stages:
             raise ValueError(
                 f"Invalid state: {state_dict['stage']} stages fired, but this controller has "

@@ -240,6 +240,7 @@ class GoalBrakeBase:
         self._pending: Tensor | None = None  # losses of batches since the last optimizer step
         self._pending_batches = 0
         self._last_global_step = 0
+        self._resumed_from: str | None = None  # the saved state's key, when settings changed
 
     # ------------------------------------------------------------------------ reading
     @property
@@ -326,6 +327,9 @@ class GoalBrakeBase:
             for adapter, original in zip(self._adapters, self._pending_original, strict=True):
                 adapter.load_state_dict({"original": original})
             self._pending_original = None
+        if self._resumed_from is not None:
+            self._event(trainer, self._resumed_message(), level=logging.WARNING)
+            self._resumed_from = None
         if self.controller.braked:
             factor = self.controller.factor
             if any([adapter.reconcile(factor) for adapter in self._adapters]):
@@ -390,6 +394,49 @@ class GoalBrakeBase:
         self._act(trainer, pl_module, decisions)
 
     # -------------------------------------------------------------------------- state
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Resume with edited settings on top of the saved history (see docs/braking.md).
+
+        Lightning finds a callback's state by its :attr:`state_key`, which holds the
+        settings; a run resumed with another goal would find none, measure L₀ again on the
+        trained weights and brake a second time. So when this instance's key is missing,
+        the one GoalBrake state of the checkpoint that no other instance claims is loaded:
+        L₀, the steps, the stages fired and the friction from before the first brake are
+        kept, and the new settings apply to what has not fired yet.
+
+        Raises:
+            ValueError: several saved GoalBrake states could be this one's, or the saved
+                state cannot take the new settings (another mode, smoothing or trigger, or
+                more stages fired than the new settings have).
+        """
+        states = checkpoint.get("callbacks") or {}
+        if self.state_key in states:
+            return  # Lightning loads it with load_state_dict
+        prefix = f"{type(self).__qualname__}{{"
+        claimed = {getattr(cb, "state_key", None) for cb in getattr(trainer, "callbacks", ())}
+        saved = [k for k in states if isinstance(k, str) and k.startswith(prefix)]
+        unclaimed = [k for k in saved if k not in claimed]
+        if not saved:
+            return  # no GoalBrake wrote this checkpoint: a fresh start
+        if len(unclaimed) != 1:
+            raise ValueError(
+                f"GoalBrake cannot tell which saved state is its own: {self.state_key} is not "
+                f"in the checkpoint, which holds {saved}; resume with the settings of the run "
+                "that wrote it"
+            )
+        self.load_state_dict(states[unclaimed[0]])
+        self._resumed_from = unclaimed[0]
+
+    def _resumed_message(self) -> str:
+        history = (
+            f"braked at step {self.braked_step}" if self.braked_step is not None else "no brake yet"
+        )
+        reference = "" if self.reference_loss is None else f"L₀ {self.reference_loss:.4g}, "
+        return (
+            f"GoalBrake: resumed the state of {self._resumed_from} ({reference}{history}); "
+            f"{self.state_key} applies on top of it from step {self.controller.step}"
+        )
+
     def state_dict(self) -> dict[str, Any]:
         """The controller's flat state, the pre-brake friction per optimizer and group, and
         the best weights (``restore_best`` only)."""

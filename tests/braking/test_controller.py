@@ -236,12 +236,26 @@ def test_load_state_dict_refuses_another_trigger() -> None:
     with pytest.raises(ValueError) as info:
         BrakeController(0.3).load_state_dict(state)
     assert str(info.value) == (
-        "Invalid state: at_step 10 in the state, None here (construct the controller with "
-        "at_step=10)"
+        "Invalid state: trigger 'step' in the state, 'goal' here (a resumed run keeps its "
+        "trigger: the clock with at_step, or a goal)"
     )
     old = BrakeController(0.3, reference_loss=L0).state_dict()
     del old["at_step"]  # a checkpoint from before the clock trigger
     BrakeController(0.3).load_state_dict(old)
+    with pytest.raises(ValueError, match=r"^Invalid state: trigger 'goal' in the state, 'step'"):
+        BrakeController(at_step=10).load_state_dict(old)
+
+
+def test_edited_settings_apply_on_top_of_the_loaded_history() -> None:
+    first = BrakeController(0.3, smoothing="none", reference_loss=L0)
+    run(first, [1.5, 1.2, 1.0])
+    edited = BrakeController(0.45, smoothing="none")  # a goal edited before the brake
+    edited.load_state_dict(first.state_dict())
+    assert edited.reference_loss == L0 and edited.step == 3
+    assert [(s, d.target) for s, d in run(edited, [0.95, 0.85])] == [(5, pytest.approx(0.9))]
+    clock = BrakeController(at_step=4)
+    clock.load_state_dict(BrakeController(at_step=50).state_dict())  # another step: on top
+    assert [s for s, _ in run(clock, [1.0] * 5)] == [4]
 
 
 # ------------------------------------------------------------------- agreeing (DDP)
