@@ -105,6 +105,37 @@ def _check_steps(name: str, value: Any, *, optional: bool) -> None:
         raise ValueError(f"Invalid {name} value: {value!r} (must be {allowed})")
 
 
+def _check_extensions(
+    at_step: int | None,
+    patience: int | None,
+    restore_best: Any,
+    release_after: int | None,
+    kick: Any,
+    overfit_patience: int | None,
+) -> None:
+    """The combinations of the paper's extensions and the clock trigger that make sense."""
+    if not isinstance(restore_best, bool):
+        raise ValueError(f"Invalid restore_best value: {restore_best!r} (must be True or False)")
+    if restore_best and patience is None:
+        raise ValueError(
+            "Invalid restore_best value: True without patience (the best weights are "
+            "restored before a patience brake; set patience=<steps>)"
+        )
+    for name, value in (("patience", patience), ("overfit_patience", overfit_patience)):
+        if at_step is not None and value is not None:
+            raise ValueError(
+                f"Invalid at_step value: {at_step!r} with {name}={value!r} (the clock "
+                f"trigger fires on its own; drop {name})"
+            )
+    if not (_is_number(kick) and math.isfinite(kick) and kick >= 0):
+        raise ValueError(f"Invalid kick value: {kick!r} (must be >= 0)")
+    if kick != 1.0 and release_after is None:
+        raise ValueError(
+            f"Invalid kick value: {kick!r} without release_after (the momentum is kicked "
+            "at the release; set release_after=<steps> or kick=1.0)"
+        )
+
+
 def _check_reference(value: Any, mode: str) -> None:
     ok = _is_number(value) and math.isfinite(value)
     if ok and mode != "absolute":
@@ -326,28 +357,7 @@ class BrakeController:
         _check_steps("release_after", release_after, optional=True)
         _check_steps("overfit_patience", overfit_patience, optional=True)
         _check_steps("check_every_n_steps", check_every_n_steps, optional=False)
-        if not isinstance(restore_best, bool):
-            raise ValueError(
-                f"Invalid restore_best value: {restore_best!r} (must be True or False)"
-            )
-        if restore_best and patience is None:
-            raise ValueError(
-                "Invalid restore_best value: True without patience (the best weights are "
-                "restored before a patience brake; set patience=<steps>)"
-            )
-        for name, value in (("patience", patience), ("overfit_patience", overfit_patience)):
-            if at_step is not None and value is not None:
-                raise ValueError(
-                    f"Invalid at_step value: {at_step!r} with {name}={value!r} (the clock "
-                    f"trigger fires on its own; drop {name})"
-                )
-        if not (_is_number(kick) and math.isfinite(kick) and kick >= 0):
-            raise ValueError(f"Invalid kick value: {kick!r} (must be >= 0)")
-        if kick != 1.0 and release_after is None:
-            raise ValueError(
-                f"Invalid kick value: {kick!r} without release_after (the momentum is kicked "
-                "at the release; set release_after=<steps> or kick=1.0)"
-            )
+        _check_extensions(at_step, patience, restore_best, release_after, kick, overfit_patience)
         self.patience = patience
         self.restore_best = restore_best
         self.release_after = release_after
