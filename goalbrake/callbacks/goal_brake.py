@@ -31,6 +31,7 @@ from goalbrake.braking import (
     apply_decisions,
     friction_adapter,
 )
+from goalbrake.callbacks.goal_from_run import goal_from_run
 from goalbrake.callbacks.reference_loss import measure_reference_loss
 
 __all__ = ["GoalBrakeBase"]
@@ -46,6 +47,35 @@ if not logging.getLogger().hasHandlers():  # pragma: no cover - depends on the h
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _goal_from(
+    source: str | None,
+    at: float,
+    margin: float,
+    mode: str,
+    **others: float | int | Sequence[Sequence[float]] | None,
+) -> tuple[float, str]:
+    """The goal (in ``mode``) from an earlier run, and where it came from; checks first."""
+    if source is None:
+        name, value = ("goal_at", at) if at != 1.0 else ("goal_margin", margin)
+        raise ValueError(
+            f"Invalid {name} value: {value!r} without goal_from (it shapes the goal taken "
+            "from an earlier run; pass goal_from=<run> or drop it)"
+        )
+    for name, value in others.items():
+        if value is not None:
+            raise ValueError(
+                f"Invalid goal_from value: {source!r} with {name}={value!r} (the goal comes "
+                "from the earlier run; pass either goal_from or goal/stages/at_step)"
+            )
+    if mode == "absolute":
+        raise ValueError(
+            f"Invalid goal_from value: {source!r} with mode 'absolute' (the earlier run gives "
+            "a fraction of L₀; use mode='remaining' or 'reduction')"
+        )
+    remaining, where = goal_from_run(source, at=at, margin=margin)
+    return (remaining if mode == "remaining" else 1.0 - remaining), where
 
 
 def _agree(trainer: Any) -> Callable[[bool], bool] | None:
@@ -103,8 +133,9 @@ class GoalBrakeBase:
     N (step N >= at_step N), friction x50``.
 
     Logged with ``log=True``: ``brake/goal_loss``, ``brake/smoothed_loss``,
-    ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ) and
-    ``brake/braked`` (1 while braked), at the steps where the Trainer writes its logs (every
+    ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ),
+    ``brake/braked`` (1 while braked) and ``brake/reference_loss`` (L₀, which a later run's
+    ``goal_from`` reads), at the steps where the Trainer writes its logs (every
     ``log_every_n_steps``) and at every step that acted: a ``pl_module.log`` call costs
     more than the whole decision, so the others are skipped. Lightning would drop the values
     of a step that acted but is no logging step, so there they also go to every logger's
@@ -152,6 +183,12 @@ class GoalBrakeBase:
         log: log the ``brake/*`` metrics with ``pl_module.log``.
         at_step: the clock trigger: brake by ``factor`` at this global step instead of at
             a goal.
+        goal_from: take the goal from an earlier run (its ``metrics.csv`` or a folder
+            holding one, its TensorBoard run folder, or its checkpoint): the ratio L/L₀ it
+            reached, see :func:`goalbrake.callbacks.goal_from_run.goal_from_run`.
+        goal_at: with ``goal_from``: read the ratio at this fraction of that run's steps
+            (1: its end).
+        goal_margin: with ``goal_from``: the goal is the ratio times this (>= 1).
 
     Raises:
         ValueError: at construction, a value out of range or an unknown name (the message
@@ -179,6 +216,7 @@ class GoalBrakeBase:
         "brake/smoothed_loss",
         "brake/friction",
         "brake/braked",
+        "brake/reference_loss",
     )
 
     def __init__(
@@ -201,8 +239,16 @@ class GoalBrakeBase:
         check_every_n_steps: int = 1,
         log: bool = True,
         at_step: int | None = None,
+        goal_from: str | None = None,
+        goal_at: float = 1.0,
+        goal_margin: float = 1.0,
     ) -> None:
         super().__init__()
+        self.goal_source: str | None = None  # where a goal_from goal came from
+        if goal_from is not None or (goal_at, goal_margin) != (1.0, 1.0):
+            goal, self.goal_source = _goal_from(
+                goal_from, goal_at, goal_margin, mode, goal=goal, stages=stages, at_step=at_step
+            )
         self.controller = BrakeController(
             goal,
             factor,
@@ -313,6 +359,8 @@ class GoalBrakeBase:
                 "with momentum) from configure_optimizers"
             )
         self._adapters = [friction_adapter(opt) for opt in optimizers]
+        if self.goal_source is not None:
+            self._event(trainer, f"GoalBrake: goal {self.stages[0][0]:.4g} from {self.goal_source}")
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Restore the pre-brake record after a resume, and measure L₀ on a fresh run."""
@@ -520,7 +568,13 @@ class GoalBrakeBase:
         friction = self._adapters[0].friction() if self._adapters else math.nan
         if isinstance(friction, Tensor):
             friction = friction.detach().clone()  # braking mutates it in place later
-        values = (controller.target, smoothed, friction, float(controller.braked))
+        values = (
+            controller.target,
+            smoothed,
+            friction,
+            float(controller.braked),
+            controller.reference_loss,
+        )
         metrics = {
             name: value
             for name, value in zip(self.METRICS, values, strict=True)
