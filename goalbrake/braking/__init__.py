@@ -16,11 +16,21 @@ from goalbrake.braking.adapters import (
     apply_decisions,
     friction_adapter,
 )
-from goalbrake.braking.controller import MODES, BrakeController, goal_target
+from goalbrake.braking.controller import (
+    DEFAULT_FACTOR,
+    DEFAULT_GOAL,
+    DEFAULT_MODE,
+    MODES,
+    BrakeController,
+    goal_target,
+)
 from goalbrake.braking.decisions import TRIGGERS, Brake, Decision, NewBest, Release, RestoreBest
 from goalbrake.braking.smoothing import SMOOTHINGS
 
 __all__ = [
+    "DEFAULT_FACTOR",
+    "DEFAULT_GOAL",
+    "DEFAULT_MODE",
     "MODES",
     "SMOOTHINGS",
     "SUPPORTED",

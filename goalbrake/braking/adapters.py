@@ -5,7 +5,8 @@ Braking multiplies the friction γ of every param group by a factor k.
 * :class:`goalbrake.PHS` keeps γ in ``group["friction"]``: a float stays a float, a 0-d
   tensor is multiplied in place (no host sync, and the optimizer keeps its tensor).
 * ``torch.optim.SGD`` with momentum μ > 0 is the conformal PHS scheme with
-  μ = e^{−x}, x = αγ/m (see :mod:`goalbrake.optim.phs`), so γ → kγ is μ → μᵏ.
+  μ = e^{−x}, x = αγ/m, so γ → kγ is μ → μᵏ (the one reading of SGD, in
+  :mod:`goalbrake.optim.sgd`).
 
 Any other optimizer is refused with one error naming what is supported. The friction
 (momentum) from before the first brake is recorded, so that a release can restore it.
@@ -33,6 +34,7 @@ from torch.optim import Optimizer
 
 from goalbrake.braking.decisions import Brake, Decision, NewBest, Release, RestoreBest
 from goalbrake.optim.phs import PHS
+from goalbrake.optim.sgd import sgd_braked_momentum, sgd_friction_rate
 
 __all__ = [
     "SUPPORTED",
@@ -177,13 +179,14 @@ class PHSFriction(FrictionAdapter):
 class SGDMomentum(FrictionAdapter):
     """μ → μᵏ in every param group of a ``torch.optim.SGD`` (μ = e^{−x}, γ → kγ).
 
-    :meth:`friction` reports the equivalent friction rate x = −ln μ per step.
+    :meth:`friction` reports the equivalent friction rate x = −ln μ per step (see
+    :mod:`goalbrake.optim.sgd`).
     """
 
     key = "momentum"
 
     def _scaled(self, value: Value, factor: float) -> Value:
-        return value**factor
+        return sgd_braked_momentum(value, factor)
 
     def _momentum_buffers(self) -> list[Tensor]:
         return [
@@ -193,10 +196,7 @@ class SGDMomentum(FrictionAdapter):
         ]
 
     def friction(self) -> Value:
-        mu = self.optimizer.param_groups[0]["momentum"]
-        if isinstance(mu, Tensor):
-            return -torch.log(mu)
-        return -math.log(mu) if mu > 0 else math.inf
+        return sgd_friction_rate(self.optimizer.param_groups[0]["momentum"])
 
 
 def friction_adapter(optimizer: Any) -> FrictionAdapter:

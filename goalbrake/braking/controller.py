@@ -17,12 +17,18 @@ mode                    target                       goal
 ======================  ===========================  =====================================
 
 The paper's "braking at 0.15" does not say which of the first two it meant; goalbrake
-expresses both and defaults to ``remaining``. Several stages fire in order; a stage whose
-goal is not met within ``patience`` steps of the previous brake (or of the start) fires
-anyway, optionally after restoring the weights of the lowest smoothed loss seen so far;
-after the last stage, ``release_after`` steps without a new lowest smoothed loss restore
-the friction from before the first brake (optionally kicking the momentum); and
-``overfit_patience`` validation losses in a row that rose fire the next stage.
+expresses both and defaults to ``remaining`` (docs/design.md, section "Braking").
+
+Several stages fire in order; a stage whose goal is not met within ``patience`` steps of
+the previous brake (or of the start) fires anyway, optionally after restoring the weights
+of the lowest smoothed loss seen so far; after the last stage, ``release_after`` steps
+without a new lowest smoothed loss restore the friction from before the first brake
+(optionally kicking the momentum); and ``overfit_patience`` validation losses in a row
+that rose fire the next stage.
+
+The clock trigger, ``at_step=N``, fires the same brake at step N instead, whatever the
+loss: the event trigger's ablation. It replaces the goal (no L₀ is needed, and ``goal``,
+``stages``, ``patience`` and ``overfit_patience`` are refused with it).
 
 Hooks are thin: each check hands the current value to a pure ``_evaluate_…`` function
 returning ``(decision, reason)``, in the manner of Lightning's ``EarlyStopping``.
@@ -32,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -40,14 +46,28 @@ from torch import Tensor
 from goalbrake.braking.decisions import Brake, Decision, NewBest, Release, RestoreBest
 from goalbrake.braking.smoothing import SMOOTHINGS, Scalar, Smoother, as_loss, make_smoother
 
-__all__ = ["MODES", "BrakeController", "goal_target"]
+__all__ = [
+    "DEFAULT_FACTOR",
+    "DEFAULT_GOAL",
+    "DEFAULT_MODE",
+    "MODES",
+    "BrakeController",
+    "goal_target",
+]
 
 #: How a goal turns into a target loss (see the module docstring).
 MODES: tuple[str, ...] = ("remaining", "reduction", "absolute")
 
 _GOAL_RANGES = {"remaining": "in (0, 1)", "reduction": "in (0, 1)", "absolute": "> 0"}
-_DEFAULT_GOAL = 0.15
-_DEFAULT_FACTOR = 50.0
+#: The goal and factor of the single stage when neither ``goal`` nor ``stages`` is given
+#: (the paper's "braking at 0.15 with factor 50"), and the default goal reading.
+DEFAULT_GOAL = 0.15
+DEFAULT_FACTOR = 50.0
+DEFAULT_MODE = "remaining"
+
+#: Turns one rank's decision into the decision of all (a DDP reduction).
+Agree = Callable[[bool], bool]
+Stage = tuple[float | None, float]  # (goal, factor); goal None: the clock trigger's stage
 
 
 # ----------------------------------------------------------------------------- validation
@@ -85,6 +105,37 @@ def _check_steps(name: str, value: Any, *, optional: bool) -> None:
         raise ValueError(f"Invalid {name} value: {value!r} (must be {allowed})")
 
 
+def _check_extensions(
+    at_step: int | None,
+    patience: int | None,
+    restore_best: Any,
+    release_after: int | None,
+    kick: Any,
+    overfit_patience: int | None,
+) -> None:
+    """The combinations of the paper's extensions and the clock trigger that make sense."""
+    if not isinstance(restore_best, bool):
+        raise ValueError(f"Invalid restore_best value: {restore_best!r} (must be True or False)")
+    if restore_best and patience is None:
+        raise ValueError(
+            "Invalid restore_best value: True without patience (the best weights are "
+            "restored before a patience brake; set patience=<steps>)"
+        )
+    for name, value in (("patience", patience), ("overfit_patience", overfit_patience)):
+        if at_step is not None and value is not None:
+            raise ValueError(
+                f"Invalid at_step value: {at_step!r} with {name}={value!r} (the clock "
+                f"trigger fires on its own; drop {name})"
+            )
+    if not (_is_number(kick) and math.isfinite(kick) and kick >= 0):
+        raise ValueError(f"Invalid kick value: {kick!r} (must be >= 0)")
+    if kick != 1.0 and release_after is None:
+        raise ValueError(
+            f"Invalid kick value: {kick!r} without release_after (the momentum is kicked "
+            "at the release; set release_after=<steps> or kick=1.0)"
+        )
+
+
 def _check_reference(value: Any, mode: str) -> None:
     ok = _is_number(value) and math.isfinite(value)
     if ok and mode != "absolute":
@@ -95,18 +146,41 @@ def _check_reference(value: Any, mode: str) -> None:
 
 
 def _normalize_stages(
-    goal: Any, factor: Any, mode: str, stages: Sequence[Sequence[float]] | None
-) -> tuple[tuple[float, float], ...]:
-    """((goal, factor), …) in firing order, each checked; targets strictly decreasing."""
+    goal: Any, factor: Any, mode: str, stages: Sequence[Sequence[float]] | None, at_step: Any
+) -> tuple[Stage, ...]:
+    """((goal, factor), …) in firing order, each checked; targets strictly decreasing.
+
+    The clock trigger (``at_step``) has the one stage (None, factor).
+    """
+    if at_step is not None:
+        _check_steps("at_step", at_step, optional=False)
+        for name, value in (("goal", goal), ("stages", stages)):
+            if value is not None:
+                raise ValueError(
+                    f"Invalid at_step value: {at_step!r} with {name}={value!r} (the clock "
+                    "trigger replaces the goal; pass either at_step or goal/stages)"
+                )
+        factor = DEFAULT_FACTOR if factor is None else factor
+        _check_factor(factor)
+        return ((None, float(factor)),)
     if stages is None:
+        goal = DEFAULT_GOAL if goal is None else goal
+        factor = DEFAULT_FACTOR if factor is None else factor
         _check_goal(goal, mode)
         _check_factor(factor)
         return ((float(goal), float(factor)),)
-    if (goal, factor) != (_DEFAULT_GOAL, _DEFAULT_FACTOR):
+    given = ", ".join(
+        f"{k}={v!r}" for k, v in (("goal", goal), ("factor", factor)) if v is not None
+    )
+    if given:
         raise ValueError(
-            "Invalid stages value: pass either goal and factor or stages, not both "
-            f"(got goal={goal!r}, factor={factor!r} and stages={stages!r})"
+            f"Invalid stages value: pass either goal and factor or stages, not both (got "
+            f"{given} and stages={stages!r})"
         )
+    return _checked_stages(stages, mode)
+
+
+def _checked_stages(stages: Any, mode: str) -> tuple[Stage, ...]:
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or not stages:
         raise ValueError(
             f"Invalid stages value: {stages!r} (must be a non-empty list of (goal, factor) pairs)"
@@ -158,6 +232,13 @@ def _evaluate_goal(current: float, target: float) -> tuple[bool, str | None]:
     return False, None
 
 
+def _evaluate_clock(step: int, at_step: int | None) -> tuple[bool, str | None]:
+    """Fire at the first check at or after step ``at_step`` (the clock trigger)."""
+    if at_step is not None and step >= at_step:
+        return True, f"step {step} >= at_step {at_step}"
+    return False, None
+
+
 def _evaluate_patience(
     steps: int, patience: int | None, current: float, target: float
 ) -> tuple[bool, str | None]:
@@ -189,6 +270,11 @@ def _evaluate_overfit(
     return False, None
 
 
+def _agreed(decision: bool, agree: Agree | None) -> bool:
+    """The decision after ``agree`` (e.g. reduced over DDP ranks); itself without one."""
+    return decision if agree is None else bool(agree(decision))
+
+
 # ------------------------------------------------------------------------- the controller
 class BrakeController:
     r"""Decides when to brake (multiply the friction) from a stream of batch losses.
@@ -200,12 +286,16 @@ class BrakeController:
     :func:`~goalbrake.braking.apply_decisions` for a loop that acts on them.
 
     Args:
-        goal: the goal of the single stage, read according to ``mode``.
-        factor: the friction factor of the single stage (> 0; SGD: μ → μ^factor).
+        goal: the goal of the single stage, read according to ``mode`` (default
+            :data:`DEFAULT_GOAL` when neither ``goal`` nor ``stages`` is given).
+        factor: the friction factor of the single stage (> 0; SGD: μ → μ^factor; default
+            :data:`DEFAULT_FACTOR`).
         mode: ``"remaining"`` (target = goal·L₀), ``"reduction"`` (target = (1 − goal)·L₀)
             or ``"absolute"`` (target = goal).
         stages: instead of ``goal``/``factor``, several ``(goal, factor)`` pairs fired in
             order; each must target a lower loss than the one before.
+        at_step: the clock trigger: fire the single stage (``factor``) at the first check
+            at or after this step, whatever the loss; excludes ``goal`` and ``stages``.
         reference_loss: L₀, or None to set it later with :meth:`set_reference`.
         smoothing: ``"ema"`` (default), ``"window"`` (mean of the last ``window`` losses)
             or ``"none"`` (the raw batch loss).
@@ -240,11 +330,12 @@ class BrakeController:
 
     def __init__(
         self,
-        goal: float = _DEFAULT_GOAL,
-        factor: float = _DEFAULT_FACTOR,
+        goal: float | None = None,
+        factor: float | None = None,
         *,
-        mode: str = "remaining",
+        mode: str = DEFAULT_MODE,
         stages: Sequence[Sequence[float]] | None = None,
+        at_step: int | None = None,
         reference_loss: float | None = None,
         smoothing: str = "ema",
         half_life: float = 10.0,
@@ -258,29 +349,15 @@ class BrakeController:
     ) -> None:
         _check_mode(mode)
         self.mode = mode
-        self.stages = _normalize_stages(goal, factor, mode, stages)
+        self.stages = _normalize_stages(goal, factor, mode, stages, at_step)
+        self.at_step: int | None = at_step
         self.smoothing = smoothing
         self._smoother: Smoother = make_smoother(smoothing, half_life=half_life, window=window)
         _check_steps("patience", patience, optional=True)
         _check_steps("release_after", release_after, optional=True)
         _check_steps("overfit_patience", overfit_patience, optional=True)
         _check_steps("check_every_n_steps", check_every_n_steps, optional=False)
-        if not isinstance(restore_best, bool):
-            raise ValueError(
-                f"Invalid restore_best value: {restore_best!r} (must be True or False)"
-            )
-        if restore_best and patience is None:
-            raise ValueError(
-                "Invalid restore_best value: True without patience (the best weights are "
-                "restored before a patience brake; set patience=<steps>)"
-            )
-        if not (_is_number(kick) and math.isfinite(kick) and kick >= 0):
-            raise ValueError(f"Invalid kick value: {kick!r} (must be >= 0)")
-        if kick != 1.0 and release_after is None:
-            raise ValueError(
-                f"Invalid kick value: {kick!r} without release_after (the momentum is kicked "
-                "at the release; set release_after=<steps> or kick=1.0)"
-            )
+        _check_extensions(at_step, patience, restore_best, release_after, kick, overfit_patience)
         self.patience = patience
         self.restore_best = restore_best
         self.release_after = release_after
@@ -323,15 +400,29 @@ class BrakeController:
         return math.prod(f for _, f in self.stages[: self.stage])
 
     @property
-    def targets(self) -> tuple[float, ...]:
-        """The target loss of each stage (needs L₀ except in ``absolute`` mode)."""
-        return tuple(goal_target(g, self.mode, self.reference_loss) for g, _ in self.stages)
+    def trigger(self) -> str:
+        """``"step"`` for the clock trigger (``at_step``), else ``"goal"``."""
+        return "goal" if self.at_step is None else "step"
 
     @property
-    def target(self) -> float:
+    def needs_reference(self) -> bool:
+        """Whether the targets need L₀ (a relative mode with goals; not the clock)."""
+        return self.at_step is None and self.mode != "absolute"
+
+    @property
+    def targets(self) -> tuple[float | None, ...]:
+        """The target loss of each stage (needs L₀ except in ``absolute`` mode; None for
+        the clock trigger's stage)."""
+        return tuple(self._target(g) for g, _ in self.stages)
+
+    @property
+    def target(self) -> float | None:
         """The pending stage's target, or the last stage's once all have fired."""
         g, _ = self.stages[min(self.stage, self.num_stages - 1)]
-        return goal_target(g, self.mode, self.reference_loss)
+        return self._target(g)
+
+    def _target(self, goal: float | None) -> float | None:
+        return None if goal is None else goal_target(goal, self.mode, self.reference_loss)
 
     def smoothed(self) -> Scalar | None:
         """The monitored loss: a float for CPU losses, a 0-d tensor on the losses' device
@@ -354,12 +445,12 @@ class BrakeController:
         self._smoother.update(as_loss(loss))
         self.step += 1
 
-    def update(self, loss: float | Tensor) -> list[Decision]:
-        """:meth:`observe` the loss, then :meth:`evaluate` if this step is a check."""
+    def update(self, loss: float | Tensor, *, agree: Agree | None = None) -> list[Decision]:
+        """:meth:`observe` the loss, then :meth:`evaluate` (with ``agree``) at a check."""
         self.observe(loss)
         if self.step % self.check_every_n_steps:
             return []
-        return self.evaluate()
+        return self.evaluate(agree=agree)
 
     def sync_smoothing(self, reduce: Any) -> None:
         """Replace the smoothing state by ``reduce(state)``, e.g. its mean over DDP ranks.
@@ -372,8 +463,17 @@ class BrakeController:
             self._smoother.load_buffer(reduce(buffer.clone()))
 
     # ----------------------------------------------------------------------- deciding
-    def evaluate(self, current: float | None = None) -> list[Decision]:
+    def evaluate(
+        self, current: float | None = None, *, agree: Agree | None = None
+    ) -> list[Decision]:
         """Check the monitored loss (read from the smoother unless given) and decide.
+
+        Args:
+            current: the monitored loss; None reads the smoother.
+            agree: every fire/release decision passes through it before it is taken, e.g.
+                ``trainer.strategy.reduce_boolean_decision`` so that all DDP ranks take the
+                same one (it is called the same number of times on every rank, as long as
+                it returns the same on every rank).
 
         Raises:
             RuntimeError: a relative mode and no reference loss yet.
@@ -383,49 +483,69 @@ class BrakeController:
             if value is None:
                 return []
             current = float(value)  # the one host sync of a check
-        targets = self.targets
-        decisions: list[Decision] = []
         if self.stage < self.num_stages:
-            if current < self._best_loss:
-                self._best_loss, self._best_step = current, self.step
-                if self.restore_best:
-                    decisions.append(NewBest(loss=current, step=self.step))
-            while self.stage < self.num_stages:
-                fire, reason = _evaluate_goal(current, targets[self.stage])
-                if not fire:
-                    break
-                decisions.append(self._fire("goal", reason, current))
-            if self.stage < self.num_stages:
-                fire, reason = _evaluate_patience(
-                    self.step - self._stage_start, self.patience, current, targets[self.stage]
-                )
-                if fire:
-                    if self.restore_best and self._best_step is not None:
-                        decisions.append(
-                            RestoreBest(loss=self._best_loss, step=self._best_step, reason=reason)
-                        )
-                    decisions.append(self._fire("patience", reason, current))
-        elif self.released_step is None and self.release_after is not None:
-            if current < self._settle_best:
-                self._settle_best, self._settle_step = current, self.step
-            release, reason = _evaluate_release(
-                self.step - self._settle_step, self.release_after, self._settle_best
+            return self._evaluate_stages(current, agree)
+        if self.released_step is None and self.release_after is not None:
+            return self._evaluate_settling(current, agree)
+        return []
+
+    def _evaluate_stages(self, current: float, agree: Agree | None) -> list[Decision]:
+        """Before the last stage: the clock, or the goals and then the patience."""
+        decisions: list[Decision] = []
+        if current < self._best_loss:
+            self._best_loss, self._best_step = current, self.step
+            if self.restore_best:
+                decisions.append(NewBest(loss=current, step=self.step))
+        if self.at_step is not None:
+            fire, reason = _evaluate_clock(self.step, self.at_step)
+            if _agreed(fire, agree):
+                decisions.append(self._fire("step", reason, current))
+            return decisions
+        targets = self.targets
+        while self.stage < self.num_stages:
+            fire, reason = _evaluate_goal(current, targets[self.stage])
+            if not _agreed(fire, agree):
+                break
+            decisions.append(self._fire("goal", reason, current))
+        if self.stage < self.num_stages and self.patience is not None:
+            fire, reason = _evaluate_patience(
+                self.step - self._stage_start, self.patience, current, targets[self.stage]
             )
-            if release:
-                self.released_step = self.step
-                decisions.append(Release(kick=self.kick, reason=reason, step=self.step))
+            if _agreed(fire, agree):
+                if self.restore_best and self._best_step is not None:
+                    decisions.append(
+                        RestoreBest(loss=self._best_loss, step=self._best_step, reason=reason)
+                    )
+                decisions.append(self._fire("patience", reason, current))
         return decisions
 
-    def observe_validation(self, val_loss: float | Tensor) -> list[Decision]:
-        """Feed one validation loss; fires the next stage after ``overfit_patience`` rises."""
+    def _evaluate_settling(self, current: float, agree: Agree | None) -> list[Decision]:
+        """After the last stage: release once the loss stopped setting new minima."""
+        if current < self._settle_best:
+            self._settle_best, self._settle_step = current, self.step
+        release, reason = _evaluate_release(
+            self.step - self._settle_step, self.release_after, self._settle_best
+        )
+        if not _agreed(release, agree):
+            return []
+        self.released_step = self.step
+        return [Release(kick=self.kick, reason=reason, step=self.step)]
+
+    def observe_validation(
+        self, val_loss: float | Tensor, *, agree: Agree | None = None
+    ) -> list[Decision]:
+        """Feed one validation loss; fires the next stage after ``overfit_patience`` rises.
+
+        ``agree`` as in :meth:`evaluate`.
+        """
         value = float(val_loss)
         rose = self._val_last is not None and value > self._val_last
         self._val_rises = self._val_rises + 1 if rose else 0
         self._val_last = value
-        if self.stage >= self.num_stages:
+        if self.stage >= self.num_stages or self.overfit_patience is None:
             return []
         fire, reason = _evaluate_overfit(self._val_rises, self.overfit_patience, value)
-        if not fire:
+        if not _agreed(fire, agree):
             return []
         self._val_rises = 0
         smoothed = self._smoother.value()
@@ -446,7 +566,7 @@ class BrakeController:
             factor=factor,
             stage=index,
             trigger=trigger,
-            reason=reason or trigger,
+            reason=reason or f"{trigger} (decided on another rank)",
             step=self.step,
             smoothed_loss=current,
             target=target,
@@ -459,6 +579,7 @@ class BrakeController:
             "mode": self.mode,
             "smoothing": self.smoothing,
             "num_stages": self.num_stages,
+            "at_step": self.at_step,
             "reference_loss": self.reference_loss,
             "step": self.step,
             "stage": self.stage,
@@ -477,9 +598,13 @@ class BrakeController:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; later decisions equal an uninterrupted run's.
 
+        The goals, factors and ``at_step`` are this controller's own, so a state loaded into
+        a controller with edited settings keeps its history (L₀, steps, stages fired) and the
+        new settings apply to the stages that have not fired.
+
         Raises:
-            ValueError: the state was written with another mode or smoothing, or fired more
-                stages than this controller has.
+            ValueError: the state was written with another mode, smoothing or trigger (a
+                goal, or the clock), or fired more stages than this controller has.
         """
         for key in ("mode", "smoothing"):
             if state_dict[key] != getattr(self, key):
@@ -488,6 +613,14 @@ class BrakeController:
                     f"{getattr(self, key)!r} here (construct the controller with "
                     f"{key}={state_dict[key]!r})"
                 )
+        # States from before the clock trigger have no at_step. Another step is fine (it
+        # applies on top of the history), another kind of trigger is not.
+        saved = "goal" if state_dict.get("at_step") is None else "step"
+        if saved != self.trigger:
+            raise ValueError(
+                f"Invalid state: trigger {saved!r} in the state, {self.trigger!r} here (a "
+                "resumed run keeps its trigger: the clock with at_step, or a goal)"
+            )
         if state_dict["stage"] > self.num_stages:
             raise ValueError(
                 f"Invalid state: {state_dict['stage']} stages fired, but this controller has "

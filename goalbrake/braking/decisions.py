@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 __all__ = ["TRIGGERS", "Brake", "Decision", "NewBest", "Release", "RestoreBest"]
 
-#: Why a stage fired: its goal was reached, its patience ran out, or validation rose.
-TRIGGERS: tuple[str, ...] = ("goal", "patience", "overfit")
+#: Why a stage fired: its goal was reached, its patience ran out, validation rose, or the
+#: clock trigger's step (``at_step``) came.
+TRIGGERS: tuple[str, ...] = ("goal", "patience", "overfit", "step")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Brake:
         reason: a human-readable sentence.
         step: controller step at which the stage fired.
         smoothed_loss: the monitored (smoothed) loss at that step.
-        target: the stage's goal loss.
+        target: the stage's goal loss (None for the clock trigger, which has no goal).
     """
 
     factor: float
@@ -36,7 +37,7 @@ class Brake:
     reason: str
     step: int
     smoothed_loss: float
-    target: float
+    target: float | None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from goalbrake.optim.sgd import is_phs_form, sgd_kinetic_energy
+
 __all__ = ["ENERGY_LAYOUT", "EnergyMonitorBase"]
 
 Scalar = float | Tensor
@@ -81,30 +83,18 @@ def _is_energy_aware(optimizer: Any) -> bool:
 
 
 def _is_heavy_ball_group(optimizer: Any, group: Mapping[str, Any]) -> bool:
-    """A torch SGD group whose buffer is a PHS momentum (momentum > 0, dampening = 0)."""
-    return (
-        isinstance(optimizer, torch.optim.SGD)
-        and group.get("momentum", 0) > 0
-        and group.get("dampening", 0) == 0
-    )
+    """A torch SGD group whose buffer is a PHS momentum (see :mod:`goalbrake.optim.sgd`)."""
+    return isinstance(optimizer, torch.optim.SGD) and is_phs_form(group)
 
 
 def _sgd_kinetic_energy(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> Scalar:
-    """φ(p) = (lr/2)·‖buf‖² of a heavy-ball SGD group (0-d tensor, no sync).
-
-    SGD(lr=η, momentum=μ, dampening=0) is the symplectic Euler PHS step with η = α²/m,
-    μ = 1 − αγ/m and p = −α·buf (DESIGN.md §1), so φ(p) = ‖p‖²/2m = (η/2)‖buf‖² whatever
-    the step α and mass m behind η: the kinetic energy is identifiable, friction is not.
-    """
+    """φ(p) = (lr/2)·‖buf‖² of a heavy-ball SGD group (0-d tensor, no sync)."""
     buffers = [
         optimizer.state[p]["momentum_buffer"]
         for p in group["params"]
         if optimizer.state.get(p, {}).get("momentum_buffer") is not None
     ]
-    if not buffers:
-        return 0.0
-    squares = torch.stack([b.detach().square().sum().to(buffers[0].device) for b in buffers])
-    return 0.5 * group["lr"] * squares.sum()
+    return sgd_kinetic_energy(group["lr"], buffers)
 
 
 def _to_floats(values: list[Scalar]) -> list[float]:
@@ -124,11 +114,45 @@ def _to_floats(values: list[Scalar]) -> list[float]:
     return out  # type: ignore[return-value]
 
 
+def _check_interval(interval: Any) -> None:
+    if interval is None or interval in EnergyMonitorBase.INTERVALS:
+        return
+    if isinstance(interval, bool) or not isinstance(interval, int):
+        raise ValueError(
+            f"Invalid logging_interval value: {interval!r} (must be 'step', 'epoch', None or an "
+            "int >= 1)"
+        )
+    if interval < 1:
+        raise ValueError(f"Invalid logging_interval value: {interval} (must be >= 1)")
+
+
+def _warn_momentum_monitors(callbacks: Any, optimizers: list[Any]) -> None:
+    """Say where PHS's μ is when a ``LearningRateMonitor(log_momentum=True)`` logs 0 for it."""
+    monitors = [c for c in callbacks if getattr(c, "log_momentum", False) is True]
+    blind = sorted(
+        {
+            type(opt).__name__
+            for opt in optimizers
+            if _is_energy_aware(opt) and not {"momentum", "betas"} & set(opt.defaults)
+        }
+    )
+    if monitors and blind:
+        warnings.warn(
+            f"{type(monitors[0]).__name__}(log_momentum=True) logs a momentum of 0 for "
+            f"{', '.join(blind)}, which has no 'momentum' setting: its momentum factor μ "
+            "(p⁺ = μ p − α g) is logged by EnergyMonitor as optim/momentum_factor (per group: "
+            "optim/momentum_factor/group<i>)",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
 class EnergyMonitorBase:
     r"""Log the energy H = L + φ(p) of a port-Hamiltonian optimizer, and its dissipation.
 
-    Every ``logging_interval`` optimizer steps this callback logs, to every logger of the
-    Trainer (through ``logger.log_metrics``, so TensorBoard, CSV, W&B, … alike):
+    At the Trainer's logging steps (``log_every_n_steps``; or once an epoch, or every n
+    steps, see ``logging_interval``) this callback logs, to every logger of the Trainer
+    (through ``logger.log_metrics``, so TensorBoard, CSV, W&B, … alike):
 
     ======================================  ==============================================
     tag                                     value
@@ -157,16 +181,24 @@ class EnergyMonitorBase:
     momentum is read before the update, the friction and μ are the ones the update
     applies (a brake in ``on_train_batch_end`` of step k shows from step k + 1 on). The
     step axis is ``trainer.global_step`` at the start of the batch, the same axis Lightning
-    logs ``self.log(..., on_step=True)`` values on, and the logged steps are those with
-    ``(step + 1) % logging_interval == 0``, as ``Trainer(log_every_n_steps=...)`` picks
-    them; set both to the same number so ``energy/potential`` and ``train/loss`` line up.
+    logs ``self.log(..., on_step=True)`` values on. ``logging_interval`` reads as
+    ``LearningRateMonitor``'s: ``None`` (default) and ``"step"`` log the steps with
+    ``(step + 1) % trainer.log_every_n_steps == 0``, the ones the Trainer writes, so
+    ``energy/potential`` lies on ``train/loss``; ``"epoch"`` logs the first step of every
+    epoch; an int n logs every n-th step, ``(step + 1) % n == 0``.
+
+    **Momentum monitors.** ``LearningRateMonitor(log_momentum=True)`` reads a ``momentum``
+    or ``betas`` setting, which :class:`goalbrake.PHS` does not have (its μ follows from
+    lr, mass and friction), so it logs 0; beside such a monitor this callback warns at fit
+    start that PHS's μ is ``optim/momentum_factor``.
 
     **Param groups.** The per-group tags carry no suffix for a single param group; with
     several groups (over all optimizers of the Trainer, numbered in order from 0) they
     are ``optim/friction/group0``, ``optim/friction/group1``, … The energies are summed.
 
     **Other optimizers.** A torch ``SGD`` group with ``momentum > 0`` and ``dampening=0``
-    is the heavy ball in PHS form with p = −α·buf, η = α²/m (DESIGN.md §1), so its
+    is the conformal PHS scheme with p = −α·buf, η = α²/m and μ = e^(−x)
+    (:mod:`goalbrake.optim.sgd`, the one reading of SGD that GoalBrake brakes by), so its
     kinetic energy φ = (η/2)‖buf‖² and its μ = ``momentum`` are logged; its friction and
     dissipation depend on the step α, which SGD does not have, and are not. For any other
     optimizer (or an SGD group without momentum) only ``energy/potential`` is logged, and
@@ -185,27 +217,28 @@ class EnergyMonitorBase:
     logging steps and only on rank zero: other steps cost one integer comparison.
 
     Args:
-        logging_interval: log every this many optimizer steps (>= 1).
+        logging_interval: ``None`` or ``"step"`` (the Trainer's ``log_every_n_steps``),
+            ``"epoch"`` (the first step of each epoch), or an int n >= 1 (every n steps).
         log_layout: write the TensorBoard custom-scalars layout at fit start.
 
     Raises:
-        ValueError: ``logging_interval`` is not an integer >= 1.
+        ValueError: ``logging_interval`` is not ``"step"``, ``"epoch"``, None or an int >= 1.
         RuntimeError: at fit start, when the Trainer has no logger.
 
     Example:
         >>> from goalbrake.callbacks import EnergyMonitor  # doctest: +SKIP
-        >>> trainer = Trainer(callbacks=[EnergyMonitor(logging_interval=50)])  # doctest: +SKIP
+        >>> trainer = Trainer(log_every_n_steps=50, callbacks=[EnergyMonitor()])  # doctest: +SKIP
     """
 
-    def __init__(self, logging_interval: int = 50, log_layout: bool = True) -> None:
-        if isinstance(logging_interval, bool) or not isinstance(logging_interval, int):
-            raise ValueError(
-                f"Invalid logging_interval value: {logging_interval!r} (must be an int >= 1)"
-            )
-        if logging_interval < 1:
-            raise ValueError(f"Invalid logging_interval value: {logging_interval} (must be >= 1)")
+    #: What ``logging_interval`` accepts besides an int (as ``LearningRateMonitor`` does).
+    INTERVALS: tuple[str, ...] = ("step", "epoch")
+
+    def __init__(self, logging_interval: str | int | None = None, log_layout: bool = True) -> None:
+        _check_interval(logging_interval)
         self.logging_interval = logging_interval
         self.log_layout = bool(log_layout)
+        self._every: int = 0  # log every this many steps (0: never), set at setup
+        self._epoch_start: int | None = None  # first step of this epoch ("epoch" only)
         self._reading: _Reading | None = None
         self._layout_written: set[int] = set()  # id() of the writers that have the layout
 
@@ -216,19 +249,34 @@ class EnergyMonitorBase:
                 "Cannot use EnergyMonitor with a Trainer that has no logger: pass one, e.g. "
                 "Trainer(logger=TensorBoardLogger('logs')), or remove the callback"
             )
+        interval = self.logging_interval
+        if isinstance(interval, int):
+            self._every = interval
+        elif interval in (None, "step"):
+            self._every = int(getattr(trainer, "log_every_n_steps", 50) or 0)
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
         self._warn_unsupported(trainer.optimizers)
+        _warn_momentum_monitors(getattr(trainer, "callbacks", ()), trainer.optimizers)
         if self.log_layout:
             self._write_layout(trainer.loggers)
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._epoch_start = trainer.global_step
+
+    def _logs_at(self, step: int) -> bool:
+        """Whether the state before update ``step`` is logged."""
+        if self.logging_interval == "epoch":
+            return step == self._epoch_start
+        return bool(self._every) and (step + 1) % self._every == 0
 
     def on_train_batch_start(
         self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if not trainer.is_global_zero or (step + 1) % self.logging_interval != 0:
+        if not trainer.is_global_zero or not self._logs_at(step):
             self._reading = None
             return
         # Read before the update: (θ_k, p_k) is one state of the discrete trajectory. With

@@ -9,16 +9,16 @@ controller calls and carries the decisions out with :mod:`goalbrake.braking.adap
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from goalbrake.braking import (
+    DEFAULT_MODE,
     MODES,
     SMOOTHINGS,
     BestWeights,
@@ -31,6 +31,8 @@ from goalbrake.braking import (
     apply_decisions,
     friction_adapter,
 )
+from goalbrake.callbacks.goal_from_run import goal_from_run
+from goalbrake.callbacks.reference_loss import measure_reference_loss
 
 __all__ = ["GoalBrakeBase"]
 
@@ -47,6 +49,44 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _goal_from(
+    source: str | None,
+    at: float,
+    margin: float,
+    mode: str,
+    **others: float | int | Sequence[Sequence[float]] | None,
+) -> tuple[float, str]:
+    """The goal (in ``mode``) from an earlier run, and where it came from; checks first."""
+    if source is None:
+        name, value = ("goal_at", at) if at != 1.0 else ("goal_margin", margin)
+        raise ValueError(
+            f"Invalid {name} value: {value!r} without goal_from (it shapes the goal taken "
+            "from an earlier run; pass goal_from=<run> or drop it)"
+        )
+    for name, value in others.items():
+        if value is not None:
+            raise ValueError(
+                f"Invalid goal_from value: {source!r} with {name}={value!r} (the goal comes "
+                "from the earlier run; pass either goal_from or goal/stages/at_step)"
+            )
+    if mode == "absolute":
+        raise ValueError(
+            f"Invalid goal_from value: {source!r} with mode 'absolute' (the earlier run gives "
+            "a fraction of L₀; use mode='remaining' or 'reduction')"
+        )
+    remaining, where = goal_from_run(source, at=at, margin=margin)
+    return (remaining if mode == "remaining" else 1.0 - remaining), where
+
+
+def _agree(trainer: Any) -> Callable[[bool], bool] | None:
+    """One decision for all ranks, as Lightning's EarlyStopping takes it: a rank that
+    fires makes every rank fire (a no-op on one device)."""
+    reduce = getattr(getattr(trainer, "strategy", None), "reduce_boolean_decision", None)
+    if reduce is None:
+        return None
+    return lambda decision: reduce(decision, all=False)
+
+
 def _logs_now(trainer: Any) -> bool:
     """Whether the Trainer writes step metrics after this batch (its log_every_n_steps)."""
     if getattr(trainer, "fast_dev_run", False):
@@ -60,7 +100,8 @@ class GoalBrakeBase:
 
     The reference loss L₀ is the mean loss of the *initial* weights over
     ``reference_batches`` training batches, measured at ``on_train_start`` with no update
-    and no gradient (or given as ``reference_loss``). The loss of a batch comes from the
+    and no gradient by :func:`goalbrake.callbacks.reference_loss.measure_reference_loss`
+    (or given as ``reference_loss``). The loss of a batch comes from the
     module's ``reference_loss(batch)`` method where it defines one, otherwise from its
     ``training_step(batch, batch_idx)`` (the returned tensor, or its ``"loss"``) with
     ``self.log`` silenced; the random number generators and the module's buffers (e.g.
@@ -84,11 +125,22 @@ class GoalBrakeBase:
     the step's loss is the mean over its batches): a brake decided at global step *t*, after
     the *t*-th update, acts from the next update on.
 
+    **The clock trigger.** ``GoalBrake(at_step=N, factor=k)`` makes the same brake at global
+    step N, whatever the loss (the event trigger's ablation; from YAML or the CLI
+    ``init_args.at_step``). It needs no L₀ (none is measured), excludes ``goal``,
+    ``stages``, ``patience`` and ``overfit_patience`` (one-line error), and is logged like a
+    goal brake, but without ``brake/goal_loss``; its line reads ``GoalBrake: braked at step
+    N (step N >= at_step N), friction x50``.
+
     Logged with ``log=True``: ``brake/goal_loss``, ``brake/smoothed_loss``,
-    ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ) and
-    ``brake/braked`` (1 while braked), at the steps where the Trainer writes its logs (every
+    ``brake/friction`` (PHS: γ of the first param group; SGD: the friction rate −ln μ),
+    ``brake/braked`` (1 while braked) and ``brake/reference_loss`` (L₀, which a later run's
+    ``goal_from`` reads), at the steps where the Trainer writes its logs (every
     ``log_every_n_steps``) and at every step that acted: a ``pl_module.log`` call costs
-    more than the whole decision, so the others are skipped. A brake also writes the line
+    more than the whole decision, so the others are skipped. Lightning would drop the values
+    of a step that acted but is no logging step, so there they also go to every logger's
+    ``log_metrics`` on the row Lightning gives that step: the brake always has its point. A
+    brake also writes the line
     ``GoalBrake: braked at step N (smoothed loss X <= goal Y), friction x50`` on rank zero
     (the ``goalbrake.callbacks.goal_brake`` logger) and, with a TensorBoard logger, the
     same text under ``brake/events``.
@@ -97,11 +149,16 @@ class GoalBrakeBase:
     friction from before the first brake; the braked friction itself is part of the
     optimizer state that Lightning restores, so a resumed run neither brakes twice nor
     forgets that it braked. Under DDP the smoothed loss, L₀ and the validation loss are
-    averaged over the ranks before each decision, so every rank brakes at the same step.
+    averaged over the ranks before each decision, and the decision itself is reduced with
+    ``trainer.strategy.reduce_boolean_decision`` (as Lightning's ``EarlyStopping`` does), so
+    every rank brakes at the same step even where rounding would split them.
 
     Args:
-        goal: where the single stage fires, read according to ``mode``.
-        factor: friction factor of the single stage (> 0).
+        goal: where the single stage fires, read according to ``mode`` (0.15,
+            :data:`goalbrake.braking.DEFAULT_GOAL`, when none of ``goal``, ``stages`` and
+            ``at_step`` is given; given with either of them: an error).
+        factor: friction factor of the single stage (> 0; default 50,
+            :data:`goalbrake.braking.DEFAULT_FACTOR`).
         mode: ``"remaining"``, ``"reduction"`` or ``"absolute"`` (see the table).
         reference_loss: L₀ as a number, or None to measure it.
         reference_batches: training batches to measure L₀ on.
@@ -124,6 +181,14 @@ class GoalBrakeBase:
         overfit_monitor: the validation loss the overfit trigger watches.
         check_every_n_steps: decide every n-th step (each check reads the device once).
         log: log the ``brake/*`` metrics with ``pl_module.log``.
+        at_step: the clock trigger: brake by ``factor`` at this global step instead of at
+            a goal.
+        goal_from: take the goal from an earlier run (its ``metrics.csv`` or a folder
+            holding one, its TensorBoard run folder, or its checkpoint): the ratio L/L₀ it
+            reached, see :func:`goalbrake.callbacks.goal_from_run.goal_from_run`.
+        goal_at: with ``goal_from``: read the ratio at this fraction of that run's steps
+            (1: its end).
+        goal_margin: with ``goal_from``: the goal is the ratio times this (>= 1).
 
     Raises:
         ValueError: at construction, a value out of range or an unknown name (the message
@@ -151,13 +216,14 @@ class GoalBrakeBase:
         "brake/smoothed_loss",
         "brake/friction",
         "brake/braked",
+        "brake/reference_loss",
     )
 
     def __init__(
         self,
-        goal: float = 0.15,
-        factor: float = 50.0,
-        mode: str = "remaining",
+        goal: float | None = None,
+        factor: float | None = None,
+        mode: str = DEFAULT_MODE,
         reference_loss: float | None = None,
         reference_batches: int = 10,
         smoothing: str = "ema",
@@ -172,13 +238,23 @@ class GoalBrakeBase:
         overfit_monitor: str = "val/loss",
         check_every_n_steps: int = 1,
         log: bool = True,
+        at_step: int | None = None,
+        goal_from: str | None = None,
+        goal_at: float = 1.0,
+        goal_margin: float = 1.0,
     ) -> None:
         super().__init__()
+        self.goal_source: str | None = None  # where a goal_from goal came from
+        if goal_from is not None or (goal_at, goal_margin) != (1.0, 1.0):
+            goal, self.goal_source = _goal_from(
+                goal_from, goal_at, goal_margin, mode, goal=goal, stages=stages, at_step=at_step
+            )
         self.controller = BrakeController(
             goal,
             factor,
             mode=mode,
             stages=stages,
+            at_step=at_step,
             reference_loss=reference_loss,
             smoothing=smoothing,
             half_life=half_life,
@@ -210,6 +286,7 @@ class GoalBrakeBase:
         self._pending: Tensor | None = None  # losses of batches since the last optimizer step
         self._pending_batches = 0
         self._last_global_step = 0
+        self._resumed_from: str | None = None  # the saved state's key, when settings changed
 
     # ------------------------------------------------------------------------ reading
     @property
@@ -217,8 +294,14 @@ class GoalBrakeBase:
         return self.controller.mode
 
     @property
-    def stages(self) -> tuple[tuple[float, float], ...]:
+    def stages(self) -> tuple[tuple[float | None, float], ...]:
+        """The (goal, factor) pairs; the clock trigger's one stage is (None, factor)."""
         return self.controller.stages
+
+    @property
+    def at_step(self) -> int | None:
+        """The clock trigger's step (None for a goal brake)."""
+        return self.controller.at_step
 
     @property
     def reference_loss(self) -> float | None:
@@ -238,7 +321,11 @@ class GoalBrakeBase:
     @property
     def state_key(self) -> str:
         # Lightning's _generate_state_key format: instances with other stages coexist.
-        return f"{type(self).__qualname__}{dict(mode=self.mode, stages=list(self.stages))!r}"
+        if self.at_step is not None:
+            key = dict(at_step=self.at_step, factor=self.stages[0][1])
+        else:
+            key = dict(mode=self.mode, stages=list(self.stages))
+        return f"{type(self).__qualname__}{key!r}"
 
     # -------------------------------------------------------------------------- hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -251,7 +338,7 @@ class GoalBrakeBase:
                 f"validation loss, but the Trainer has limit_val_batches="
                 f"{trainer.limit_val_batches!r}; set limit_val_batches > 0 or overfit_patience=None"
             )
-        needs_reference = self.reference_loss is None and self.mode != "absolute"
+        needs_reference = self.reference_loss is None and self.controller.needs_reference
         if (
             needs_reference
             and not getattr(pl_module, "automatic_optimization", True)
@@ -272,6 +359,8 @@ class GoalBrakeBase:
                 "with momentum) from configure_optimizers"
             )
         self._adapters = [friction_adapter(opt) for opt in optimizers]
+        if self.goal_source is not None:
+            self._event(trainer, f"GoalBrake: goal {self.stages[0][0]:.4g} from {self.goal_source}")
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """Restore the pre-brake record after a resume, and measure L₀ on a fresh run."""
@@ -286,6 +375,9 @@ class GoalBrakeBase:
             for adapter, original in zip(self._adapters, self._pending_original, strict=True):
                 adapter.load_state_dict({"original": original})
             self._pending_original = None
+        if self._resumed_from is not None:
+            self._event(trainer, self._resumed_message(), level=logging.WARNING)
+            self._resumed_from = None
         if self.controller.braked:
             factor = self.controller.factor
             if any([adapter.reconcile(factor) for adapter in self._adapters]):
@@ -295,8 +387,10 @@ class GoalBrakeBase:
                     f"{self.braked_step}; braked it again (friction x{factor:g})",
                     level=logging.WARNING,
                 )
-        if self.reference_loss is None and self.mode != "absolute":
-            self.controller.set_reference(self._measure_reference(trainer, pl_module))
+        if self.reference_loss is None and self.controller.needs_reference:
+            self.controller.set_reference(
+                measure_reference_loss(trainer, pl_module, self.reference_batches)
+            )
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -320,12 +414,12 @@ class GoalBrakeBase:
         if controller.step % controller.check_every_n_steps == 0:
             if trainer.world_size > 1:
                 controller.sync_smoothing(lambda t: trainer.strategy.reduce(t, reduce_op="mean"))
-            decisions = controller.evaluate()
+            decisions = controller.evaluate(agree=_agree(trainer))
             self._act(trainer, pl_module, decisions)
         else:
             decisions = []
         if self.log and (decisions or _logs_now(trainer)):
-            self._log_metrics(pl_module)
+            self._log_metrics(trainer, pl_module, write=bool(decisions) and not _logs_now(trainer))
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Feed the validation loss to the overfit trigger."""
@@ -344,9 +438,53 @@ class GoalBrakeBase:
         value = torch.as_tensor(value, dtype=torch.float64).detach().clone()
         if trainer.world_size > 1:
             value = trainer.strategy.reduce(value.to(pl_module.device), reduce_op="mean")
-        self._act(trainer, pl_module, self.controller.observe_validation(float(value)))
+        decisions = self.controller.observe_validation(float(value), agree=_agree(trainer))
+        self._act(trainer, pl_module, decisions)
 
     # -------------------------------------------------------------------------- state
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Resume with edited settings on top of the saved history (see docs/braking.md).
+
+        Lightning finds a callback's state by its :attr:`state_key`, which holds the
+        settings; a run resumed with another goal would find none, measure L₀ again on the
+        trained weights and brake a second time. So when this instance's key is missing,
+        the one GoalBrake state of the checkpoint that no other instance claims is loaded:
+        L₀, the steps, the stages fired and the friction from before the first brake are
+        kept, and the new settings apply to what has not fired yet.
+
+        Raises:
+            ValueError: several saved GoalBrake states could be this one's, or the saved
+                state cannot take the new settings (another mode, smoothing or trigger, or
+                more stages fired than the new settings have).
+        """
+        states = checkpoint.get("callbacks") or {}
+        if self.state_key in states:
+            return  # Lightning loads it with load_state_dict
+        prefix = f"{type(self).__qualname__}{{"
+        claimed = {getattr(cb, "state_key", None) for cb in getattr(trainer, "callbacks", ())}
+        saved = [k for k in states if isinstance(k, str) and k.startswith(prefix)]
+        unclaimed = [k for k in saved if k not in claimed]
+        if not saved:
+            return  # no GoalBrake wrote this checkpoint: a fresh start
+        if len(unclaimed) != 1:
+            raise ValueError(
+                f"GoalBrake cannot tell which saved state is its own: {self.state_key} is not "
+                f"in the checkpoint, which holds {saved}; resume with the settings of the run "
+                "that wrote it"
+            )
+        self.load_state_dict(states[unclaimed[0]])
+        self._resumed_from = unclaimed[0]
+
+    def _resumed_message(self) -> str:
+        history = (
+            f"braked at step {self.braked_step}" if self.braked_step is not None else "no brake yet"
+        )
+        reference = "" if self.reference_loss is None else f"L₀ {self.reference_loss:.4g}, "
+        return (
+            f"GoalBrake: resumed the state of {self._resumed_from} ({reference}{history}); "
+            f"{self.state_key} applies on top of it from step {self.controller.step}"
+        )
+
     def state_dict(self) -> dict[str, Any]:
         """The controller's flat state, the pre-brake friction per optimizer and group, and
         the best weights (``restore_best`` only)."""
@@ -420,115 +558,44 @@ class GoalBrakeBase:
             if callable(add_text):
                 add_text("brake/events", message, global_step=trainer.global_step)
 
-    def _log_metrics(self, pl_module: Any) -> None:
+    def _log_metrics(self, trainer: Any, pl_module: Any, *, write: bool) -> None:
+        """``pl_module.log`` the brake metrics; with ``write`` (a step that acted but is no
+        logging step, where Lightning would drop them) also hand them to every logger."""
         controller = self.controller
         smoothed = controller.smoothed()
-        if smoothed is None or (controller.reference_loss is None and self.mode != "absolute"):
+        if smoothed is None or (controller.reference_loss is None and controller.needs_reference):
             return
         friction = self._adapters[0].friction() if self._adapters else math.nan
         if isinstance(friction, Tensor):
             friction = friction.detach().clone()  # braking mutates it in place later
-        values = (controller.target, smoothed, friction, float(controller.braked))
-        for name, value in zip(self.METRICS, values, strict=True):
+        values = (
+            controller.target,
+            smoothed,
+            friction,
+            float(controller.braked),
+            controller.reference_loss,
+        )
+        metrics = {
+            name: value
+            for name, value in zip(self.METRICS, values, strict=True)
+            if value is not None  # the clock trigger has no goal_loss
+        }
+        for name, value in metrics.items():
             pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
-
-    @torch.no_grad()
-    def _measure_reference(self, trainer: Any, pl_module: Any) -> float:
-        """Mean loss of the initial weights over ``reference_batches`` training batches."""
-        loader = trainer.train_dataloader
-        if loader is None or isinstance(loader, (Mapping, list, tuple)):
-            raise ValueError(
-                "GoalBrake measures the reference loss on one training dataloader, but the "
-                f"Trainer has {type(loader).__name__}; pass GoalBrake(reference_loss=<float>)"
-            )
-        custom = getattr(pl_module, "reference_loss", None)
-        buffers = {name: b.detach().clone() for name, b in pl_module.named_buffers()}
-        precision = getattr(trainer, "precision_plugin", None)
-        context = getattr(precision, "train_step_context", contextlib.nullcontext)
-        losses: list[Tensor] = []
-        with (
-            _rng_kept(pl_module.device, loader),
-            _silenced_logging(pl_module),
-            context(),
-        ):
-            for batch_idx, batch in enumerate(loader):
-                if batch_idx >= self.reference_batches:
-                    break
-                batch = trainer.strategy.batch_to_device(batch)
-                if callable(custom):
-                    out = custom(batch)
-                else:
-                    out = pl_module.training_step(batch, batch_idx)
-                loss = out.get("loss") if isinstance(out, Mapping) else out
-                if not isinstance(loss, Tensor):
-                    source = "reference_loss" if callable(custom) else "training_step"
-                    raise RuntimeError(
-                        f"GoalBrake measures the reference loss with {source}, which returned "
-                        f"{type(out).__name__}; return the loss (a tensor, or a dict with "
-                        "'loss') or pass GoalBrake(reference_loss=<float>)"
-                    )
-                losses.append(loss.detach().float().reshape(()))
-        for name, b in pl_module.named_buffers():
-            if name in buffers:
-                b.copy_(buffers[name])
-        if not losses:
-            raise ValueError(
-                "GoalBrake could not measure the reference loss: the training dataloader "
-                "yielded no batch; pass GoalBrake(reference_loss=<float>)"
-            )
-        value = torch.stack(losses).mean()
-        if trainer.world_size > 1:
-            value = trainer.strategy.reduce(value, reduce_op="mean")
-        return float(value)
+        if write and getattr(trainer, "is_global_zero", True):
+            # The row Lightning gives this step's self.log values: its count of batches that
+            # stepped before this one, global_step - 1 with one optimizer.
+            step = trainer.global_step - 1
+            floats = {name: float(value) for name, value in metrics.items()}
+            for logger in getattr(trainer, "loggers", ()):
+                logger.log_metrics(floats, step=step)
 
     def __repr__(self) -> str:
+        if self.at_step is not None:
+            trigger = f"at_step={self.at_step}, factor={self.stages[0][1]!r}"
+        else:
+            trigger = f"mode={self.mode!r}, stages={list(self.stages)!r}"
         return (
-            f"{type(self).__name__}(mode={self.mode!r}, stages={list(self.stages)!r}, "
+            f"{type(self).__name__}({trigger}, "
             f"reference_loss={self.reference_loss!r}, braked_step={self.braked_step!r})"
         )
-
-
-def _loader_generators(loader: Any) -> list[torch.Generator]:
-    """The generators a DataLoader's shuffling draws from (its own, its samplers')."""
-    found: dict[int, torch.Generator] = {}
-    sampler = getattr(loader, "sampler", None)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    for owner in (loader, sampler, batch_sampler, getattr(batch_sampler, "sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator):
-            found[id(generator)] = generator
-    return list(found.values())
-
-
-@contextlib.contextmanager
-def _rng_kept(device: torch.device, loader: Any) -> Iterator[None]:
-    """Leave every random stream as it was: the global ones and the loader's generators
-    (iterating a shuffling loader draws from them), so the first epoch is unchanged."""
-    generators = _loader_generators(loader)
-    states = [g.get_state() for g in generators]
-    if device.type == "cpu":
-        fork = torch.random.fork_rng(devices=[])
-    else:
-        fork = torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
-    try:
-        with fork:
-            yield
-    finally:
-        for g, state in zip(generators, states, strict=True):
-            g.set_state(state)
-
-
-@contextlib.contextmanager
-def _silenced_logging(pl_module: Any) -> Iterator[None]:
-    """``self.log`` / ``self.log_dict`` as no-ops (``training_step`` runs outside its loop)."""
-
-    def _noop(*args: Any, **kwargs: Any) -> None:
-        return None
-
-    pl_module.log = _noop
-    pl_module.log_dict = _noop
-    try:
-        yield
-    finally:
-        del pl_module.log
-        del pl_module.log_dict

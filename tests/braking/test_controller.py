@@ -12,6 +12,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from goalbrake.braking import (
+    DEFAULT_FACTOR,
+    DEFAULT_GOAL,
     Brake,
     BrakeController,
     NewBest,
@@ -193,6 +195,107 @@ def test_stages_in_other_modes(mode: str, stages: list[tuple[float, float]]) -> 
     assert [d.stage for _, d in run(ctrl, [1.9, 1.6, 1.2, 1.0, 0.9])] == [0, 1]
 
 
+# ------------------------------------------------------------------ defaults, the clock
+def test_neither_goal_nor_stages_keeps_the_default_stage() -> None:
+    assert (DEFAULT_GOAL, DEFAULT_FACTOR) == (0.15, 50.0)
+    assert BrakeController().stages == ((0.15, 50.0),)
+    assert BrakeController(factor=10.0).stages == ((0.15, 10.0),)
+    assert BrakeController(0.3).stages == ((0.3, 50.0),)
+
+
+@pytest.mark.parametrize("every", [1, 4])
+@pytest.mark.parametrize("at_step", [1, 7, 30])
+def test_clock_fires_at_the_exact_step_whatever_the_loss(at_step: int, every: int) -> None:
+    # The loss rises: no goal could fire, and no L₀ is needed.
+    ctrl = BrakeController(at_step=at_step, factor=20.0, check_every_n_steps=every)
+    assert ctrl.trigger == "step" and not ctrl.needs_reference
+    decisions = run(ctrl, [1.0 + 0.1 * i for i in range(60)])
+    expected = math.ceil(at_step / every) * every
+    assert [(s, type(d), d.trigger, d.factor, d.target) for s, d in decisions] == [
+        (expected, Brake, "step", 20.0, None)
+    ]
+    assert decisions[0][1].reason == f"step {expected} >= at_step {at_step}"
+    assert ctrl.braked_step == expected and ctrl.factor == 20.0 and ctrl.target is None
+
+
+def test_clock_brakes_even_when_the_loss_falls_early() -> None:
+    ctrl = BrakeController(at_step=25, smoothing="none")
+    assert ctrl.stages == ((None, 50.0),)
+    decisions = run(ctrl, [0.001] * 40)  # a goal brake would have fired at step 1
+    assert [(s, d.trigger) for s, d in decisions] == [(25, "step")]
+
+
+def test_clock_release_restores_the_friction_after_settling() -> None:
+    ctrl = BrakeController(at_step=5, smoothing="none", release_after=3, kick=2.0)
+    decisions = run(ctrl, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.6, 0.6, 0.6, 0.6])
+    assert [(s, type(d)) for s, d in decisions] == [(5, Brake), (9, Release)]
+
+
+def test_load_state_dict_refuses_another_trigger() -> None:
+    state = BrakeController(at_step=10).state_dict()
+    with pytest.raises(ValueError) as info:
+        BrakeController(0.3).load_state_dict(state)
+    assert str(info.value) == (
+        "Invalid state: trigger 'step' in the state, 'goal' here (a resumed run keeps its "
+        "trigger: the clock with at_step, or a goal)"
+    )
+    old = BrakeController(0.3, reference_loss=L0).state_dict()
+    del old["at_step"]  # a checkpoint from before the clock trigger
+    BrakeController(0.3).load_state_dict(old)
+    with pytest.raises(ValueError, match=r"^Invalid state: trigger 'goal' in the state, 'step'"):
+        BrakeController(at_step=10).load_state_dict(old)
+
+
+def test_edited_settings_apply_on_top_of_the_loaded_history() -> None:
+    first = BrakeController(0.3, smoothing="none", reference_loss=L0)
+    run(first, [1.5, 1.2, 1.0])
+    edited = BrakeController(0.45, smoothing="none")  # a goal edited before the brake
+    edited.load_state_dict(first.state_dict())
+    assert edited.reference_loss == L0 and edited.step == 3
+    assert [(s, d.target) for s, d in run(edited, [0.95, 0.85])] == [(5, pytest.approx(0.9))]
+    clock = BrakeController(at_step=4)
+    clock.load_state_dict(BrakeController(at_step=50).state_dict())  # another step: on top
+    assert [s for s, _ in run(clock, [1.0] * 5)] == [4]
+
+
+# ------------------------------------------------------------------- agreeing (DDP)
+def test_every_decision_passes_through_agree() -> None:
+    asked: list[tuple[int, bool]] = []
+
+    def veto_until_step_8(decision: bool) -> bool:  # another rank is not there yet
+        asked.append((ctrl.step, decision))
+        return decision and ctrl.step >= 8
+
+    ctrl = BrakeController(0.5, smoothing="none", reference_loss=L0)
+    stream = [2.0, 1.5, 0.9, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    decisions = [(ctrl.step, d) for x in stream for d in ctrl.update(x, agree=veto_until_step_8)]
+    assert [(s, d.trigger) for s, d in decisions] == [(8, "goal")]
+    assert asked == [(t, t >= 3) for t in range(1, 9)]  # one question per check until it fired
+
+
+def test_agree_can_fire_a_stage_this_rank_did_not_reach() -> None:
+    ctrl = BrakeController(0.1, smoothing="none", reference_loss=L0)
+    assert ctrl.update(1.5, agree=lambda d: d) == []
+    [brake] = ctrl.update(1.5, agree=lambda d: True)  # the other rank reached the goal
+    assert (brake.step, brake.trigger, brake.reason) == (
+        2,
+        "goal",
+        "goal (decided on another rank)",
+    )
+
+
+def test_agree_holds_the_release_and_the_overfit_trigger() -> None:
+    ctrl = BrakeController(0.5, smoothing="none", reference_loss=L0, release_after=2)
+    no = lambda d: False  # noqa: E731
+    assert [type(d) for d in ctrl.update(0.5)] == [Brake]
+    assert [ctrl.update(0.6, agree=no) for _ in range(4)] == [[]] * 4
+    assert [type(d) for d in ctrl.update(0.6)] == [Release]
+    over = BrakeController(0.01, reference_loss=L0, overfit_patience=1)
+    over.observe(1.0)
+    assert over.observe_validation(1.0) == [] and over.observe_validation(2.0, agree=no) == []
+    assert [d.trigger for d in over.observe_validation(3.0)] == ["overfit"]
+
+
 # ---------------------------------------------------------------------------- patience
 def test_patience_fires_at_n_steps_when_goal_is_missed() -> None:
     ctrl = BrakeController(0.1, smoothing="none", reference_loss=L0, patience=7)
@@ -286,6 +389,7 @@ CONFIGS: list[dict[str, Any]] = [
     dict(stages=[(0.6, 2.0), (0.3, 5.0), (0.05, 3.0)], patience=25, restore_best=True),
     dict(goal=0.4, release_after=6, kick=1.5, half_life=2.0),
     dict(goal=0.01, overfit_patience=2),
+    dict(at_step=30, release_after=6, half_life=2.0),
 ]
 
 
@@ -408,7 +512,49 @@ BAD: list[tuple[dict[str, Any], str]] = [
     (
         dict(goal=0.3, stages=[(0.5, 2.0)]),
         "Invalid stages value: pass either goal and factor or stages, not both (got "
-        "goal=0.3, factor=50.0 and stages=[(0.5, 2.0)])",
+        "goal=0.3 and stages=[(0.5, 2.0)])",
+    ),
+    (  # the default values, given: no longer mistaken for "not given"
+        dict(goal=0.15, stages=[(0.5, 2.0)]),
+        "Invalid stages value: pass either goal and factor or stages, not both (got "
+        "goal=0.15 and stages=[(0.5, 2.0)])",
+    ),
+    (
+        dict(goal=0.15, factor=50.0, stages=[(0.5, 2.0)]),
+        "Invalid stages value: pass either goal and factor or stages, not both (got "
+        "goal=0.15, factor=50.0 and stages=[(0.5, 2.0)])",
+    ),
+    (
+        dict(at_step=0),
+        "Invalid at_step value: 0 (must be an integer >= 1)",
+    ),
+    (
+        dict(at_step=12.5),
+        "Invalid at_step value: 12.5 (must be an integer >= 1)",
+    ),
+    (
+        dict(at_step=100, goal=0.15),
+        "Invalid at_step value: 100 with goal=0.15 (the clock trigger replaces the goal; "
+        "pass either at_step or goal/stages)",
+    ),
+    (
+        dict(at_step=100, stages=[(0.5, 2.0)]),
+        "Invalid at_step value: 100 with stages=[(0.5, 2.0)] (the clock trigger replaces "
+        "the goal; pass either at_step or goal/stages)",
+    ),
+    (
+        dict(at_step=100, patience=50),
+        "Invalid at_step value: 100 with patience=50 (the clock trigger fires on its own; "
+        "drop patience)",
+    ),
+    (
+        dict(at_step=100, overfit_patience=2),
+        "Invalid at_step value: 100 with overfit_patience=2 (the clock trigger fires on its "
+        "own; drop overfit_patience)",
+    ),
+    (
+        dict(at_step=100, factor=0.0),
+        "Invalid factor value: 0.0 (must be > 0)",
     ),
     (
         dict(smoothing="median"),

@@ -1,7 +1,8 @@
 """Shared helpers for the callback tests: tiny LightningModules, fast Trainers, logged series.
 
 Tests use them through the fixtures at the bottom (``make_module``, ``make_trainer``,
-``read_csv_metrics``); a script (e.g. the DDP test's worker) may import this file by path.
+``read_csv_metrics``, ``brake_lines``); a script (e.g. the DDP test's worker) may import
+this file by path.
 
 * ``build_module("regression", ...)``: a linear regression on 64 fixed samples (8 batches of
   8 per epoch); logs ``train/loss`` per step and ``val/loss`` per epoch.
@@ -21,7 +22,8 @@ from __future__ import annotations
 import csv
 import functools
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +177,23 @@ def csv_metrics(trainer_or_dir: Any) -> dict[str, dict[int, float]]:
                 if name not in ("step", "epoch") and value != "":
                     series.setdefault(name, {})[step] = float(value)
     return series
+
+
+@pytest.fixture
+def brake_lines() -> Iterator[list[logging.LogRecord]]:
+    """The records GoalBrake's logger (``goalbrake.callbacks.goal_brake``) emits meanwhile."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("goalbrake.callbacks.goal_brake")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import csv
 import math
 import re
 import types
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
@@ -381,6 +383,41 @@ def test_nothing_is_read_between_logging_steps(tmp_path: Path, monkeypatch) -> N
     assert calls == [0, 0]  # steps 4 and 9, one param group
 
 
+@pytest.mark.parametrize("interval", [None, "step"])
+def test_by_default_the_trainers_logging_steps_are_logged(
+    tmp_path: Path, interval: str | None
+) -> None:
+    monitor = EnergyMonitor(logging_interval=interval)
+    trainer, _ = fit(tmp_path, max_steps=12, interval=4, monitor=monitor)
+    series = scalars(read_events(trainer.logger.log_dir))
+    assert sorted(series["energy/potential"]) == [3, 7, 11]
+    assert sorted(series["energy/potential"]) == sorted(series["train/loss"])
+
+
+def test_epoch_interval_logs_the_first_step_of_every_epoch(tmp_path: Path) -> None:
+    trainer, _ = fit(tmp_path, max_steps=24, monitor=EnergyMonitor(logging_interval="epoch"))
+    series = scalars(read_events(trainer.logger.log_dir))
+    assert sorted(series["energy/kinetic"]) == [0, 8, 16]  # 8 batches an epoch
+    assert series["energy/kinetic"][0] == 0.0  # no momentum before the first update
+
+
+def test_a_momentum_monitor_beside_phs_is_told_where_mu_is(tmp_path: Path) -> None:
+    lr_monitor = LearningRateMonitor(logging_interval="step", log_momentum=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer, _ = fit(tmp_path, max_steps=4, interval=2, callbacks=[lr_monitor])
+    ours = [str(w.message) for w in caught if str(w.message).startswith("LearningRate")]
+    assert ours == [
+        "LearningRateMonitor(log_momentum=True) logs a momentum of 0 for PHS, which has no "
+        "'momentum' setting: its momentum factor μ (p⁺ = μ p − α g) is logged by "
+        "EnergyMonitor as optim/momentum_factor (per group: optim/momentum_factor/group<i>)"
+    ]
+    series = scalars(read_events(trainer.logger.log_dir))
+    assert set(series["lr-PHS-momentum"].values()) == {0.0}  # what Lightning's monitor logs
+    mu = math.exp(-LR * FRICTION / MASS)
+    assert series["optim/momentum_factor"] == {1: pytest.approx(mu), 3: pytest.approx(mu)}
+
+
 def test_trainer_without_logger_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(
         RuntimeError, match=r"Cannot use EnergyMonitor with a Trainer that has no logger"
@@ -388,14 +425,18 @@ def test_trainer_without_logger_is_an_error(tmp_path: Path) -> None:
         fit(tmp_path, logger=False, max_steps=2, default_root_dir=tmp_path)
 
 
+ALLOWED = " (must be 'step', 'epoch', None or an int >= 1)"
+
+
 @pytest.mark.parametrize(
     ("interval", "message"),
     [
         (0, "Invalid logging_interval value: 0 (must be >= 1)"),
         (-5, "Invalid logging_interval value: -5 (must be >= 1)"),
-        (2.5, "Invalid logging_interval value: 2.5 (must be an int >= 1)"),
-        (True, "Invalid logging_interval value: True (must be an int >= 1)"),
-        ("50", "Invalid logging_interval value: '50' (must be an int >= 1)"),
+        (2.5, "Invalid logging_interval value: 2.5" + ALLOWED),
+        (True, "Invalid logging_interval value: True" + ALLOWED),
+        ("50", "Invalid logging_interval value: '50'" + ALLOWED),
+        ("steps", "Invalid logging_interval value: 'steps'" + ALLOWED),
     ],
 )
 def test_invalid_logging_interval(interval: Any, message: str) -> None:

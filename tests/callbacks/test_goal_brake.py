@@ -8,7 +8,6 @@ where ``brake/braked`` first reads 1 is ``braked_step - 1``.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -222,23 +221,12 @@ def test_release_restores_the_friction_and_kicks(make_module, make_trainer) -> N
 
 # ------------------------------------------------------------------------- logging
 def test_brake_event_goes_to_tensorboard_and_the_log(
-    make_module, make_trainer, tmp_path: Path
+    make_module, make_trainer, brake_lines, tmp_path: Path
 ) -> None:
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("goalbrake.callbacks.goal_brake")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        brake = GoalBrake(goal=0.5, factor=50.0, half_life=2.0)
-        tb = TensorBoardLogger(str(tmp_path), name="tb")
-        make_trainer(callbacks=[brake], logger=tb, max_epochs=2).fit(make_module())
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    [message] = [r.getMessage() for r in records]
+    brake = GoalBrake(goal=0.5, factor=50.0, half_life=2.0)
+    tb = TensorBoardLogger(str(tmp_path), name="tb")
+    make_trainer(callbacks=[brake], logger=tb, max_epochs=2).fit(make_module())
+    [message] = [r.getMessage() for r in brake_lines]
     d = brake.history[0]
     assert message == (
         f"GoalBrake: braked at step {d.step} (smoothed loss {d.smoothed_loss:.4g} <= goal "
@@ -259,9 +247,27 @@ def test_metrics_are_logged_at_the_trainers_logging_steps(
     brake = GoalBrake(goal=0.3, half_life=3.0)
     trainer = make_trainer(callbacks=[brake], max_epochs=4, log_every_n_steps=5)
     trainer.fit(make_module())
-    # The rows the Trainer writes; the brake step's values reach callback_metrics only.
-    assert set(read_csv_metrics(trainer)["brake/friction"]) == {4, 9, 14, 19, 24, 29}
-    assert brake.braked_step not in (5, 10, 15, 20, 25, 30)
+    # The rows the Trainer writes, and the brake's row (no logging step) written directly.
+    s = brake.braked_step
+    assert s not in (5, 10, 15, 20, 25, 30)
+    assert set(read_csv_metrics(trainer)["brake/friction"]) == {4, 9, 14, 19, 24, 29, s - 1}
+
+
+def test_the_brake_has_its_point_in_tensorboard_off_the_logging_steps(
+    make_module, make_trainer, tmp_path: Path
+) -> None:
+    brake = GoalBrake(goal=0.3, factor=50.0, half_life=3.0)
+    tb = TensorBoardLogger(str(tmp_path), name="tb")
+    make_trainer(callbacks=[brake], logger=tb, max_epochs=4, log_every_n_steps=5).fit(make_module())
+    s = brake.braked_step
+    assert s is not None and s % 5 != 0  # Lightning writes rows 4, 9, …: not the brake's
+    events = event_accumulator.EventAccumulator(tb.log_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    braked = {e.step: e.value for e in events.Scalars("brake/braked")}
+    friction = {e.step: e.value for e in events.Scalars("brake/friction")}
+    assert min(step for step, v in braked.items() if v == 1.0) == s - 1
+    assert friction[s - 1] == 25.0 and friction[4] == 0.5
+    assert set(braked) == {4, 9, 14, 19, 24, 29, s - 1}
 
 
 # --------------------------------------------------------------------------- resume
@@ -331,6 +337,12 @@ def test_instances_with_other_stages_keep_their_own_state(
             "Invalid reference_batches value: 0 (must be an integer >= 1)",
         ),
         (dict(log="yes"), "Invalid log value: 'yes' (must be True or False)"),
+        (
+            dict(goal=0.15, stages=[(0.5, 10.0), (0.2, 5.0)]),
+            "Invalid stages value: pass either goal and factor or stages, not both (got "
+            "goal=0.15 and stages=[(0.5, 10.0), (0.2, 5.0)])",
+        ),
+        (dict(at_step=-5), "Invalid at_step value: -5 (must be an integer >= 1)"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:

@@ -1,6 +1,6 @@
 """GoalBrake under DDP: two CPU processes (gloo) brake at the same step and end equal.
 
-The test runs this file as a script (``strategy="ddp"`` relaunches the script for rank 1);
+The slow test runs this file as a script (``strategy="ddp"`` relaunches the script for rank 1);
 each rank saves what it saw, and the test compares. The ranks train on different halves of
 the data (Lightning's DistributedSampler), so their batch losses differ: the decision must
 come from the smoothed loss averaged over the ranks, the same on both.
@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
+
+from goalbrake.callbacks import GoalBrake
 
 GOAL, HALF_LIFE = 0.3, 3.0
 
@@ -55,6 +58,35 @@ def test_ddp_ranks_brake_at_the_same_step_and_end_with_equal_weights(tmp_path: P
         assert torch.equal(p, q)
 
 
+class VetoingStrategy(SingleDeviceStrategy):
+    """One device, but "the other rank" does not agree to brake before global step ``until``."""
+
+    def __init__(self, until: int) -> None:
+        super().__init__(device=torch.device("cpu"))
+        self.until = until
+        self.asked: list[tuple[bool, bool]] = []
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        self.asked.append((decision, all))
+        return decision and self.lightning_module.trainer.global_step >= self.until
+
+
+def test_the_decision_itself_is_reduced_over_ranks(make_module, make_trainer) -> None:
+    def fit(**kwargs: Any) -> GoalBrake:
+        brake = GoalBrake(goal=GOAL, factor=50.0, half_life=HALF_LIFE)
+        make_trainer(callbacks=[brake], max_epochs=4, **kwargs).fit(make_module())
+        return brake
+
+    alone = fit().braked_step
+    assert alone is not None
+    strategy = VetoingStrategy(until=alone + 5)
+    brake = fit(strategy=strategy)
+    assert brake.braked_step == alone + 5  # this rank reached the goal 5 steps earlier
+    assert [d.trigger for d in brake.history] == ["goal"]
+    # One question per check until the brake, "any rank" as EarlyStopping asks it.
+    assert strategy.asked == [(step >= alone, False) for step in range(1, alone + 6)]
+
+
 # ------------------------------------------------------------------ the DDP script
 def _main(out: Path) -> None:
     import logging
@@ -67,7 +99,6 @@ def _main(out: Path) -> None:
     import conftest as helpers  # this file's directory is sys.path[0]
     import lightning.pytorch as pl
 
-    from goalbrake.callbacks import GoalBrake
     from goalbrake.cli import close_process_group
 
     class Losses(pl.Callback):
