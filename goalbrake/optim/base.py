@@ -21,7 +21,7 @@ port-Hamiltonian system".
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -159,13 +159,31 @@ def coefficients(scheme: str, x: Number, lr: Number) -> tuple[Number, Number]:
     raise ValueError(f"Invalid scheme value: {scheme!r}")
 
 
+def _list_coefficients(scheme: str, c: list[Tensor], rate: Number, lr: Number) -> tuple[Coef, Coef]:
+    """:func:`coefficients` for one rate tensor per parameter, x = rate·c, as foreach ops."""
+    if scheme == "stormer_verlet":
+        x = torch._foreach_mul(c, rate)
+        denominator = torch._foreach_add(x, 2.0)
+        a = torch._foreach_neg(x)
+        torch._foreach_add_(a, 2.0)
+        torch._foreach_div_(a, denominator)
+        b = torch._foreach_reciprocal(denominator)
+        torch._foreach_mul_(b, 2.0 * lr)
+        return list(a), list(b)
+    a = torch._foreach_mul(c, -rate)  # −x
+    if scheme in EXPLICIT_SCHEMES:
+        torch._foreach_add_(a, 1.0)
+    elif scheme in ("conformal", "nesterov"):
+        torch._foreach_exp_(a)
+    else:
+        raise ValueError(f"Invalid scheme value: {scheme!r}")
+    return list(a), lr
+
+
 def rate_coefficients(scheme: str, c: Mobility, lr: Number, friction: Number) -> tuple[Coef, Coef]:
     """(a, b) for the group at x = lr·friction·c: numbers or 0-d tensors, or one per parameter."""
     if isinstance(c, list):
-        pairs = [coefficients(scheme, lr * friction * ci, lr) for ci in c]
-        b = [b for _, b in pairs]
-        # b depends on x only for stormer_verlet; elsewhere it is lr, one number for all.
-        return [a for a, _ in pairs], (b if isinstance(b[0], Tensor) else b[0])
+        return _list_coefficients(scheme, c, lr * friction, lr)
     return coefficients(scheme, lr * friction * c, lr)
 
 
@@ -227,25 +245,31 @@ class PHSBase(Optimizer):
                 group["mass"] = [m.to(p.device) for m, p in zip(mass, group["params"], strict=True)]
 
     # ------------------------------------------------------------------------ momenta
-    def _with_grad(self, group: dict[str, Any]) -> Iterable[tuple[int, Tensor]]:
-        """(index, parameter) of the group's parameters with a dense gradient."""
+    def _with_grad(self, group: dict[str, Any]) -> tuple[list[int], list[Tensor]]:
+        """Indices and parameters of the group's parameters with a dense gradient."""
+        index, params = [], []
         for i, p in enumerate(group["params"]):
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            if p.grad.is_sparse:
+            if grad.is_sparse:
                 raise RuntimeError(
                     f"{type(self).__name__} does not support sparse gradients (parameter of "
                     f"shape {tuple(p.shape)}); use a dense gradient, e.g. "
                     "nn.Embedding(sparse=False)"
                 )
-            yield i, p
+            index.append(i)
+            params.append(p)
+        return index, params
 
     def _momentum(self, p: Tensor) -> Tensor:
         """p's momentum, created as zeros at its first step."""
         state = self.state[p]
-        if "momentum" not in state:
-            state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state["momentum"]
+        momentum = state.get("momentum")
+        if momentum is None:
+            momentum = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["momentum"] = momentum
+        return momentum
 
     def _momenta(self, group: dict[str, Any]) -> tuple[list[Tensor], Mass]:
         """The momenta the group has (those that stepped) and their masses."""

@@ -239,8 +239,7 @@ class PHSFlow(PHSBase):
         """Per group: the group, the indices of its parameters with a gradient, those."""
         out = []
         for group in self.param_groups:
-            pairs = list(self._with_grad(group))
-            out.append((group, [i for i, _ in pairs], [p for _, p in pairs]))
+            out.append((group, *self._with_grad(group)))
         return out
 
     @torch.no_grad()

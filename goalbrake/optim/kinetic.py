@@ -236,13 +236,31 @@ class SoftClip(KineticEnergy):
         return torch.stack(terms).sum()
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
-        # s = c tanh(z)/p = tanh(z)/(z m), z = p/(mc); tanh(z)/z → 1 as z → 0.
-        out = []
-        for p, m in zip(momenta, self._masses(momenta, mass), strict=True):
-            z = p / (m * self.c)
-            tanhc = torch.where(z.abs() > 1e-4, torch.tanh(z) / z, 1.0 - z.square() / 3.0)
-            out.append(tanhc / m)
-        return out
+        # s = c tanh(z)/p = tanh(z)/(z m), z = p/(mc): tanh is accurate to the last bit for
+        # small |z|, so the ratio is too; only z = 0 (0/0, the limit 1) needs a fix.
+        if _is_per_parameter(mass):
+            out = []
+            for p, m in zip(momenta, mass, strict=True):
+                z = p / (m * self.c)
+                out.append(torch.tanh(z).div_(z).nan_to_num_(nan=1.0).div_(m))
+            return out
+        z = torch._foreach_mul(list(momenta), 1.0 / (mass * self.c))
+        ratio = torch._foreach_div(torch._foreach_tanh(z), z)
+        for r in ratio:
+            r.nan_to_num_(nan=1.0)
+        torch._foreach_div_(ratio, mass)
+        return list(ratio)
+
+    def grad(self, momenta: Sequence[Tensor], mass: Mass) -> list[Tensor]:
+        """∇φ(p) = c tanh(p/(mc)) in closed form (no 0/0 at p = 0)."""
+        if _is_per_parameter(mass):
+            return [
+                self.c * torch.tanh(p / (m * self.c)) for p, m in zip(momenta, mass, strict=True)
+            ]
+        z = torch._foreach_mul(list(momenta), 1.0 / (mass * self.c))
+        torch._foreach_tanh_(z)
+        torch._foreach_mul_(z, self.c)
+        return list(z)
 
 
 def _exp_floored(x: Tensor) -> Tensor:
@@ -305,21 +323,29 @@ class Logsumexp(KineticEnergy):
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         mt = _scalar_mass(mass) * self.temperature
         zs, top = self._scaled(momenta, mass)
-        # s = sinh(z)/(z · m τ · Σcosh z), numerator and denominator scaled by e^{-top}.
-        half_sum = 0.5 * torch.exp(self._log_sum_cosh_minus_top(zs, top))  # Σ cosh z · e^{-top}
-        out = []
-        for z in zs:
-            # sinh(z) e^{-top} / z = e^{|z|−top} (1 − e^{−2|z|}) / 2|z|: expm1 avoids the
-            # cancellation of e^{z−top} − e^{−z−top} for small |z|; the limit at 0 is e^{-top}.
-            a = z.abs()
-            safe = torch.where(a > 0, a, torch.ones_like(a))
-            sinhc = torch.where(
-                a > 0,
-                _exp_floored(a - top) * torch.expm1(-2.0 * safe) / (-2.0 * safe),
-                _exp_floored(-top),
-            )
-            out.append(sinhc / (mt * half_sum))
-        return out
+        # With a = |z|, E = e^{a−top} and u = e^{−2a} − 1 (expm1: no cancellation for small
+        # |z|): sinh(z) e^{−top}/z = −E u/(2a) and cosh(z) e^{−top} = E (1 + u/2), so
+        # s = sinh(z)/(z · m τ · Σ cosh z) takes one exp and one expm1 per element. a is
+        # floored at the smallest normal number, where −u/(2a) = 1 (the limit at z = 0).
+        tiny = torch.finfo(zs[0].dtype).tiny if zs else 0.0
+        a = torch._foreach_abs(zs)
+        torch._foreach_clamp_min_(a, tiny)
+        e = torch._foreach_sub(a, top)  # E = e^{a − top}, floored as in _exp_floored
+        torch._foreach_clamp_min_(e, math.log(torch.finfo(top.dtype).tiny) + 30.0)
+        torch._foreach_exp_(e)
+        u = torch._foreach_mul(a, -2.0)
+        torch._foreach_expm1_(u)
+        total = (
+            torch.stack(
+                [torch.dot(ei.flatten(), ui.flatten()) for ei, ui in zip(e, u, strict=True)]
+            ).sum()
+            * 0.5
+            + torch.stack([ei.sum() for ei in e]).sum()
+        )  # Σ E (1 + u/2)
+        torch._foreach_mul_(e, u)
+        torch._foreach_div_(e, a)
+        torch._foreach_mul_(e, -0.5 / (mt * total))
+        return list(e)
 
     def max_mobility(self, mass: float) -> float:
         return 1.0 / (mass * self.temperature)
@@ -352,10 +378,22 @@ class PNorm(KineticEnergy):
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         m = _scalar_mass(mass)
+        momenta = list(momenta)
+        if self.q == 4.0:
+            # The default q: s = p²/(‖p‖₄² m), and ‖p‖₄² = ‖p²‖₂: no pow per element.
+            squares = torch._foreach_mul(momenta, momenta)
+            norm = _sum_of_squares(squares).sqrt()
+            safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+            torch._foreach_mul_(squares, 1.0 / (safe * m))
+            return list(squares)
         norm = self._norm(momenta)
         # s = (|pᵢ|/‖p‖)^{q−2}/m ∈ [0, 1/m]; 0 where the whole momentum is 0.
         safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-        return [(p.abs() / safe).pow(self.q - 2.0) / m for p in momenta]
+        ratio = torch._foreach_abs(momenta)
+        torch._foreach_mul_(ratio, 1.0 / safe)
+        ratio = torch._foreach_pow(ratio, self.q - 2.0)
+        torch._foreach_div_(ratio, m)
+        return list(ratio)
 
 
 _BY_NAME: dict[str, type[KineticEnergy]] = {

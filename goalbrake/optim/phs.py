@@ -283,15 +283,16 @@ class PHS(PHSBase):
     def _init_group(
         self, group: dict[str, Any]
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Mass]:
-        params, grads, momenta, masses = [], [], [], []
-        per_parameter = isinstance(group["mass"], list)
-        for i, p in self._with_grad(group):
-            params.append(p)
-            grads.append(p.grad)
-            momenta.append(self._momentum(p))
-            if per_parameter:
-                masses.append(group["mass"][i])
-        return params, grads, momenta, (masses if per_parameter else group["mass"])
+        index, params = self._with_grad(group)
+        grads = [p.grad for p in params]
+        momenta = [self._momentum(p) for p in params]
+        mass = group["mass"]
+        return (
+            params,
+            grads,
+            momenta,
+            ([mass[i] for i in index] if isinstance(mass, list) else mass),
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -440,11 +441,13 @@ def _multi_tensor_phs(
         _add_scaled_(params, momenta, _mul(a, s))
         _add_scaled_(params, grads, _neg(_mul(b, s)))
     elif scheme == "nesterov":  # look-ahead momentum p̂ = μ p⁺ − α g
-        ahead = torch._foreach_mul(momenta, a)
+        ahead = list(torch._foreach_mul(momenta, a))
         _add_scaled_(ahead, grads, _neg(b))
-        _add_scaled_(params, ahead, _times(lr, kinetic.mobility(ahead, mass)))
-    elif scheme != "euler":
+        _add_scaled_(params, kinetic.grad(ahead, mass), lr)  # θ += α ∇φ(p̂)
+    elif scheme != "euler" and isinstance(kinetic, Quadratic):
         _add_scaled_(params, momenta, _times(lr, kinetic.mobility(momenta, mass)))
+    elif scheme != "euler":
+        _add_scaled_(params, kinetic.grad(momenta, mass), lr)  # θ += α ∇φ(p⁺)
 
 
 def _single_tensor_phs(
