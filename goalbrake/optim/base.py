@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from goalbrake.optim.kinetic import KineticEnergy, Mass, Mobility, get_kinetic
+from goalbrake.optim.scratch import Scratch, product
 
 __all__ = ["FRICTION_CONVENTIONS", "PHSBase"]
 
@@ -133,10 +134,14 @@ def check_energy(group: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------- the friction factor
 def friction_rate(
-    momenta: Sequence[Tensor], mass: Mass, kinetic: KineticEnergy, friction_on: str
+    momenta: Sequence[Tensor],
+    mass: Mass,
+    kinetic: KineticEnergy,
+    friction_on: str,
+    scratch: Scratch | None = None,
 ) -> Mobility:
     """c in F(p) = c ⊙ p: the mobility s(p) for velocity friction, 1 for momentum friction."""
-    return 1.0 if friction_on == "momentum" else kinetic.mobility(momenta, mass)
+    return 1.0 if friction_on == "momentum" else kinetic._mobility(momenta, mass, scratch)
 
 
 def _exp_neg(x: Number) -> Number:
@@ -159,31 +164,35 @@ def coefficients(scheme: str, x: Number, lr: Number) -> tuple[Number, Number]:
     raise ValueError(f"Invalid scheme value: {scheme!r}")
 
 
-def _list_coefficients(scheme: str, c: list[Tensor], rate: Number, lr: Number) -> tuple[Coef, Coef]:
+def _list_coefficients(
+    scheme: str, c: list[Tensor], rate: Number, lr: Number, scratch: Scratch | None
+) -> tuple[Coef, Coef]:
     """:func:`coefficients` for one rate tensor per parameter, x = rate·c, as foreach ops."""
     if scheme == "stormer_verlet":
-        x = torch._foreach_mul(c, rate)
-        denominator = torch._foreach_add(x, 2.0)
-        a = torch._foreach_neg(x)
+        denominator = product(c, rate, scratch)  # x, then 2 + x
+        a = product(denominator, -1.0, scratch)
         torch._foreach_add_(a, 2.0)
+        torch._foreach_add_(denominator, 2.0)
         torch._foreach_div_(a, denominator)
-        b = torch._foreach_reciprocal(denominator)
-        torch._foreach_mul_(b, 2.0 * lr)
-        return list(a), list(b)
-    a = torch._foreach_mul(c, -rate)  # −x
+        torch._foreach_reciprocal_(denominator)
+        torch._foreach_mul_(denominator, 2.0 * lr)
+        return a, denominator
+    a = product(c, -rate, scratch)  # −x
     if scheme in EXPLICIT_SCHEMES:
         torch._foreach_add_(a, 1.0)
     elif scheme in ("conformal", "nesterov"):
         torch._foreach_exp_(a)
     else:
         raise ValueError(f"Invalid scheme value: {scheme!r}")
-    return list(a), lr
+    return a, lr
 
 
-def rate_coefficients(scheme: str, c: Mobility, lr: Number, friction: Number) -> tuple[Coef, Coef]:
+def rate_coefficients(
+    scheme: str, c: Mobility, lr: Number, friction: Number, scratch: Scratch | None = None
+) -> tuple[Coef, Coef]:
     """(a, b) for the group at x = lr·friction·c: numbers or 0-d tensors, or one per parameter."""
     if isinstance(c, list):
-        return _list_coefficients(scheme, c, lr * friction, lr)
+        return _list_coefficients(scheme, c, lr * friction, lr, scratch)
     return coefficients(scheme, lr * friction * c, lr)
 
 

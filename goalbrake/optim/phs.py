@@ -41,6 +41,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -61,6 +62,7 @@ from goalbrake.optim.base import (
     rate_coefficients,
 )
 from goalbrake.optim.kinetic import KineticEnergy, Mass, Mobility, Quadratic, get_kinetic
+from goalbrake.optim.scratch import Scratch, product
 
 __all__ = ["FRICTION_CONVENTIONS", "PHS", "SCHEMES", "phs"]
 
@@ -268,7 +270,13 @@ class PHS(PHSBase):
             foreach=foreach,
             fused=fused,
         )
+        self._scratch = Scratch()  # the foreach path's temporaries, reused over steps
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if not hasattr(self, "_scratch"):  # unpickled: the pool is not part of the state
+            self._scratch = Scratch()
 
     def _check_scheme(self, group: dict[str, Any]) -> None:
         one_of("scheme", group["scheme"], SCHEMES)
@@ -328,13 +336,14 @@ class PHS(PHSBase):
                 maximize=group["maximize"],
                 foreach=group["foreach"],
                 fused=_use_fused(group, params[0]),
+                scratch=self._scratch,
             )
         return loss
 
 
 # ------------------------------------------------------------------------------ the math
-def _times(k: Number, c: Mobility) -> Coef:
-    return [k * ci for ci in c] if isinstance(c, list) else k * c
+def _times(k: Number, c: Mobility, scratch: Scratch | None = None) -> Coef:
+    return product(c, k, scratch) if isinstance(c, list) else k * c
 
 
 def _add_scaled_(dst: list[Tensor], src: list[Tensor], coef: Coef) -> None:
@@ -362,8 +371,8 @@ def _mul(x: Coef, y: Coef) -> Coef:
     return x * y
 
 
-def _neg(coef: Coef) -> Coef:
-    return [-c for c in coef] if isinstance(coef, list) else -coef
+def _neg(coef: Coef, scratch: Scratch | None = None) -> Coef:
+    return product(coef, -1.0, scratch) if isinstance(coef, list) else -coef
 
 
 def phs(
@@ -381,19 +390,21 @@ def phs(
     maximize: bool = False,
     foreach: bool | None = None,
     fused: bool | None = None,
+    scratch: Scratch | None = None,
 ) -> None:
     """Functional PHS step: updates ``params`` and ``momenta`` in place.
 
     See :class:`PHS` for the arguments and the module docstring for the equations.
     ``fused=True`` takes the step with torch's fused SGD kernel (quadratic φ, scalar mass);
-    None means False here (the class picks the default).
+    None means False here (the class picks the default). ``scratch``: a pool the foreach
+    path takes its temporaries from (and releases at the end), reused over steps.
     """
     if fused:
         fn = _fused_phs
     elif foreach is False:
         fn = _single_tensor_phs
     else:
-        fn = _multi_tensor_phs
+        fn = partial(_multi_tensor_phs, scratch=scratch)
     fn(
         params,
         grads,
@@ -407,6 +418,8 @@ def phs(
         weight_decay=weight_decay,
         maximize=maximize,
     )
+    if scratch is not None:
+        scratch.release()
 
 
 def _multi_tensor_phs(
@@ -422,32 +435,33 @@ def _multi_tensor_phs(
     friction_on: str,
     weight_decay: float,
     maximize: bool,
+    scratch: Scratch | None = None,
 ) -> None:
-    if maximize:
-        grads = torch._foreach_neg(grads)
+    if maximize or weight_decay != 0:
+        grads = product(grads, -1.0 if maximize else 1.0, scratch)
     if weight_decay != 0:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)  # coupled, as SGD
+        torch._foreach_add_(grads, params, alpha=weight_decay)  # coupled, as SGD
 
-    c = friction_rate(momenta, mass, kinetic, friction_on)
-    a, b = rate_coefficients(scheme, c, lr, friction)
+    c = friction_rate(momenta, mass, kinetic, friction_on, scratch)
+    a, b = rate_coefficients(scheme, c, lr, friction, scratch)
     if scheme == "euler":  # eq. (2) read literally: θ moves with the old momentum
-        s_old = c if friction_on == "velocity" else kinetic.mobility(momenta, mass)
-        _add_scaled_(params, momenta, _times(lr, s_old))
+        s_old = c if friction_on == "velocity" else kinetic._mobility(momenta, mass, scratch)
+        _add_scaled_(params, momenta, _times(lr, s_old, scratch))
     torch._foreach_mul_(momenta, a)
-    _add_scaled_(momenta, grads, _neg(b))
+    _add_scaled_(momenta, grads, _neg(b, scratch))
     if scheme == "nesterov" and isinstance(kinetic, Quadratic):
         # s = 1/m does not depend on p: θ += α s (a p⁺ − b g) as two axpys, no temporary.
         s = _times(lr, c if friction_on == "velocity" else kinetic.mobility(momenta, mass))
         _add_scaled_(params, momenta, _mul(a, s))
         _add_scaled_(params, grads, _neg(_mul(b, s)))
     elif scheme == "nesterov":  # look-ahead momentum p̂ = μ p⁺ − α g
-        ahead = list(torch._foreach_mul(momenta, a))
-        _add_scaled_(ahead, grads, _neg(b))
-        _add_scaled_(params, kinetic.grad(ahead, mass), lr)  # θ += α ∇φ(p̂)
+        ahead = product(momenta, a, scratch)
+        _add_scaled_(ahead, grads, _neg(b, scratch))
+        _add_scaled_(params, kinetic._grad(ahead, mass, scratch), lr)  # θ += α ∇φ(p̂)
     elif scheme != "euler" and isinstance(kinetic, Quadratic):
-        _add_scaled_(params, momenta, _times(lr, kinetic.mobility(momenta, mass)))
+        _add_scaled_(params, momenta, _times(lr, kinetic.mobility(momenta, mass), scratch))
     elif scheme != "euler":
-        _add_scaled_(params, kinetic.grad(momenta, mass), lr)  # θ += α ∇φ(p⁺)
+        _add_scaled_(params, kinetic._grad(momenta, mass, scratch), lr)  # θ += α ∇φ(p⁺)
 
 
 def _single_tensor_phs(
