@@ -5,14 +5,14 @@ Every kinetic energy here is the mass-scaled form of a unit-mass energy ψ:
     φ_m(p) = m · ψ(p / m),      so     ∇φ_m(p) = ∇ψ(p / m)
 
 The mass turns momentum into velocity. For the quadratic ψ(v) = ‖v‖²/2 this is the
-classical φ(p) = ‖p‖²/2m; for the others it reproduces the forms of DESIGN.md §1 (with
-m = 1 where the design writes no mass).
+classical φ(p) = ‖p‖²/2m; for the others it reproduces the forms of docs/design.md,
+"Kinetic energies" (with m = 1 where the design writes no mass).
 
 The optimizer needs two things from a kinetic energy: its value (for monitoring) and its
 gradient, which every energy here writes as ``∇φ(p) = s(p) ⊙ p`` with a non-negative
 *mobility* ``s`` (a scalar for the whole group, or one tensor per parameter). The
 velocity-friction update then reads ``x = α γ s``, which for the quadratic energy is the
-``x = αγ/m`` of DESIGN.md §1.
+``x = αγ/m`` of docs/design.md, "Discrete schemes".
 
 Norms are global over all momenta of a param group (one momentum vector), except for the
 separable energies (``quadratic``, ``soft_clip``), which act element by element and so
@@ -68,10 +68,14 @@ class KineticEnergy(ABC):
         separable: True when φ is a sum over elements, so a per-element mass works.
         max_mobility: sup over p of s(p) · m, the largest friction rate relative to the
             quadratic energy's 1/m (1 for most energies).
+        closed_form_grad: True where ∇φ(p) has a form cheaper than s(p) ⊙ p, which the
+            optimizer's position update then uses.
     """
 
     name: str = "custom"
     separable: bool = False
+    #: True where ``_grad`` computes ∇φ(p) directly, cheaper than s(p) ⊙ p.
+    closed_form_grad: bool = False
 
     @abstractmethod
     def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
@@ -219,6 +223,7 @@ class SoftClip(KineticEnergy):
 
     name = "soft_clip"
     separable = True
+    closed_form_grad = True
 
     def __init__(self, c: float = 1.0) -> None:
         if not c > 0:

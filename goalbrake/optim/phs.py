@@ -30,7 +30,17 @@ update reads p⁺ = μ p − α g is SGD(lr=α²/m, momentum=μ, dampening=0), s
 ``symplectic_euler`` is SGD(lr=α²/m, momentum=1 − αγ/m), ``conformal`` the same with
 momentum e^(−αγ/m), and ``nesterov`` is SGD(..., momentum=e^(−αγ/m), nesterov=True).
 Braking by a factor k (γ → kγ) turns ``conformal``'s μ into μᵏ, stable for every k, while
-the explicit schemes ``euler`` and ``symplectic_euler`` diverge once x > 2.
+the explicit schemes ``euler`` and ``symplectic_euler`` diverge once x > 2. (goalbrake
+reads a torch SGD run as the conformal scheme: goalbrake/optim/sgd.py and docs/design.md,
+"Torch SGD as a PHS scheme".)
+
+Three paths take the same step: the per-tensor reference (``foreach=False``), the
+multi-tensor one (``torch._foreach_*``), and for the quadratic φ with a scalar mass the
+fused one (``fused=True``, the default there), which hands the step to torch's fused SGD
+kernel with the momentum p itself as the kernel's buffer: buf⁺ = μ buf + (1 − d) g and
+θ⁺ = θ − η buf⁺ with μ = a, d = 1 + b, η = −α/m are p⁺ = a p − b g, θ⁺ = θ + (α/m) p⁺.
+The stored momentum stays p, so a brake or a scheduler changes the next step exactly as
+on the other paths. The schemes are derived in docs/design.md, "Discrete schemes".
 
 References:
     Port-Hamiltonian gradient flows (Poli, Massaroli et al., 2020), eq. (7) for
@@ -457,11 +467,27 @@ def _multi_tensor_phs(
     elif scheme == "nesterov":  # look-ahead momentum p̂ = μ p⁺ − α g
         ahead = product(momenta, a, scratch)
         _add_scaled_(ahead, grads, _neg(b, scratch))
-        _add_scaled_(params, kinetic._grad(ahead, mass, scratch), lr)  # θ += α ∇φ(p̂)
-    elif scheme != "euler" and isinstance(kinetic, Quadratic):
-        _add_scaled_(params, momenta, _times(lr, kinetic.mobility(momenta, mass), scratch))
+        _move(params, ahead, lr, kinetic, mass, scratch)  # θ += α ∇φ(p̂)
     elif scheme != "euler":
-        _add_scaled_(params, kinetic._grad(momenta, mass, scratch), lr)  # θ += α ∇φ(p⁺)
+        _move(params, momenta, lr, kinetic, mass, scratch)  # θ += α ∇φ(p⁺)
+
+
+def _move(
+    params: list[Tensor],
+    momenta: list[Tensor],
+    lr: Number,
+    kinetic: KineticEnergy,
+    mass: Mass,
+    scratch: Scratch | None,
+) -> None:
+    """θ += α ∇φ(p): through ∇φ's closed form where the energy has one, else α s(p) ⊙ p
+    (one axpy for a group-wide mobility, no temporary)."""
+    if kinetic.closed_form_grad:
+        _add_scaled_(params, kinetic._grad(momenta, mass, scratch), lr)
+    else:
+        _add_scaled_(
+            params, momenta, _times(lr, kinetic._mobility(momenta, mass, scratch), scratch)
+        )
 
 
 def _single_tensor_phs(
