@@ -58,7 +58,9 @@ def one_of(name: str, value: object, allowed: Sequence[str]) -> None:
 
 def as_float(value: Number) -> float:
     """A number, or the largest element of a tensor, as a Python float."""
-    return float(value.detach().max()) if isinstance(value, Tensor) else float(value)
+    if not isinstance(value, Tensor):
+        return float(value)
+    return value.item() if value.dim() == 0 else float(value.detach().max())
 
 
 def check_number(name: str, value: Number, *, positive: bool) -> None:

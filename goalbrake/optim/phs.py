@@ -178,9 +178,11 @@ def _use_fused(group: dict[str, Any], first: Tensor) -> bool:
     return (
         group["foreach"] is None
         and _fusable(group)
-        and all(_on_host(group[key]) for key in ("lr", "friction", "mass"))
+        and _on_host(group["lr"])
+        and _on_host(group["friction"])
+        and _on_host(group["mass"])
         and first.device.type in FUSED_DEVICES
-        and torch.is_floating_point(first)
+        and first.is_floating_point()
     )
 
 
@@ -585,8 +587,7 @@ def _fused_phs(
             maximize=maximize,
         )
         return
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, momenta])
-    for (ps, gs, bufs), _ in grouped.values():
+    for ps, gs, bufs in _by_device_and_dtype(params, grads, momenta):
         _fused_sgd_calls(
             ps,
             gs,
@@ -598,6 +599,18 @@ def _fused_phs(
             weight_decay=weight_decay,
             maximize=maximize,
         )
+
+
+def _by_device_and_dtype(
+    params: list[Tensor], grads: list[Tensor], momenta: list[Tensor]
+) -> list[tuple[list[Tensor], list[Tensor], list[Tensor]]]:
+    """The kernel takes one device and dtype per call; most groups have one of each."""
+    first = params[0]
+    dtype, device = first.dtype, first.device
+    if all(p.dtype is dtype for p in params) and all(p.device == device for p in params):
+        return [(params, grads, momenta)]
+    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, momenta])
+    return [tuple(lists) for lists, _ in grouped.values()]  # type: ignore[misc]
 
 
 def _fused_sgd_calls(
@@ -618,48 +631,36 @@ def _fused_sgd_calls(
         signed = torch._foreach_neg(grads) if maximize else grads
         grads = torch._foreach_add(signed, params, alpha=weight_decay)
         weight_decay, maximize = 0.0, False
-    common = dict(dampening=0.0, nesterov=False, is_first_step=False)
     if scheme == "euler":  # θ⁺ = θ + (α/m) p, then p⁺ = p − b (g' + ((1 − a)/b) p)
-        torch._fused_sgd_(
-            params,
-            momenta,
-            [],
-            weight_decay=0.0,
-            momentum=0.0,
-            lr=-speed,
-            maximize=False,
-            **common,
-        )
-        torch._fused_sgd_(
-            momenta,
-            grads,
-            [],
-            weight_decay=(1.0 - a) / b,
-            momentum=0.0,
-            lr=b,
-            maximize=maximize,
-            **common,
-        )
+        _kernel(params, momenta, [], 0.0, 0.0, -speed, 0.0, False)
+        _kernel(momenta, grads, [], (1.0 - a) / b, 0.0, b, 0.0, maximize)
         return
     lr = -speed * a if scheme == "nesterov" else -speed
+    _kernel(params, grads, momenta, weight_decay, a, lr, 1.0 + b, maximize)
+    if scheme == "nesterov":  # θ⁺ = θ + (α/m)(a p⁺ − b g'): the look-ahead's −(α/m) b g'
+        _kernel(params, grads, [], 0.0, 0.0, speed * b, 0.0, maximize)
+
+
+def _kernel(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor],
+    weight_decay: float,
+    momentum: float,
+    lr: float,
+    dampening: float,
+    maximize: bool,
+) -> None:
+    """torch's fused SGD step: buf⁺ = μ buf + (1 − d) g', θ⁺ = θ − η buf⁺ (η g' at μ = 0)."""
     torch._fused_sgd_(
         params,
         grads,
-        momenta,
+        buffers,
         weight_decay=weight_decay,
-        momentum=a,
+        momentum=momentum,
         lr=lr,
+        dampening=dampening,
+        nesterov=False,
         maximize=maximize,
-        **{**common, "dampening": 1.0 + b},
+        is_first_step=False,
     )
-    if scheme == "nesterov":  # θ⁺ = θ + (α/m)(a p⁺ − b g'): the look-ahead's −(α/m) b g'
-        torch._fused_sgd_(
-            params,
-            grads,
-            [],
-            weight_decay=0.0,
-            momentum=0.0,
-            lr=speed * b,
-            maximize=maximize,
-            **common,
-        )
