@@ -60,6 +60,23 @@ def _sum_of_squares(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack(norms).square().sum()
 
 
+def _host_sum_of_squares(tensors: Sequence[Tensor], mass: float | Tensor) -> float | Tensor:
+    """Σ‖t‖², a Python float where reading it syncs nothing (CPU tensors and mass).
+
+    A step's scalar mobility then costs one norm kernel and Python arithmetic instead of
+    a chain of 0-d tensor ops, each a few µs of dispatch (most of a LeNet-sized step).
+    """
+    sq = _sum_of_squares(tensors)
+    on_host = sq.device.type == "cpu" and (
+        not isinstance(mass, Tensor) or mass.device.type == "cpu"
+    )
+    return sq.item() if on_host else sq
+
+
+def _sqrt(x: float | Tensor) -> float | Tensor:
+    return torch.sqrt(x) if isinstance(x, Tensor) else math.sqrt(x)
+
+
 class KineticEnergy(ABC):
     """A kinetic energy φ(p) with ∇φ(p) = s(p) ⊙ p.
 
@@ -174,7 +191,10 @@ class Relativistic(KineticEnergy):
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         m = _scalar_mass(mass)
-        return 1.0 / (m * self._gamma(momenta, m))
+        sq = _host_sum_of_squares(momenta, m)
+        if not isinstance(sq, Tensor):
+            m = float(m)
+        return 1.0 / (m * _sqrt(1.0 + sq / (m * self.c) ** 2))
 
 
 class Normalized(KineticEnergy):
@@ -202,8 +222,10 @@ class Normalized(KineticEnergy):
         return sq / (torch.sqrt(sq + me**2) + me)
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
-        me = _scalar_mass(mass) * self.eps
-        return torch.rsqrt(_sum_of_squares(momenta) + me**2)
+        m = _scalar_mass(mass)
+        sq = _host_sum_of_squares(momenta, m)
+        me = (m if isinstance(sq, Tensor) else float(m)) * self.eps
+        return 1.0 / _sqrt(sq + me**2)
 
     def max_mobility(self, mass: float) -> float:
         return 1.0 / (mass * self.eps)
