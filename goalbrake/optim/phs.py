@@ -412,10 +412,14 @@ def phs(
     path takes its temporaries from (and releases at the end), reused over steps.
     """
     if fused:
-        fn = _fused_phs
-    elif foreach is False:
+        scalars = _fused_scalars(scheme, lr, friction, mass, friction_on)
+        if scalars is not None:
+            for ps, gs, bufs in _by_device_and_dtype(params, grads, momenta):
+                _fused_phs(ps, gs, bufs, scheme, *scalars, weight_decay, maximize)
+            return
+    if foreach is False:
         fn = _single_tensor_phs
-    else:
+    else:  # also a fused step whose momentum factor is 0 (the kernel skips its buffer)
         fn = partial(_multi_tensor_phs, scratch=scratch)
     fn(
         params,
@@ -537,68 +541,22 @@ def _single_tensor_phs(
         params[i].add_(lr * s_new[i] * ahead[i])
 
 
-def _fused_phs(
-    params: list[Tensor],
-    grads: list[Tensor],
-    momenta: list[Tensor],
-    *,
-    lr: Number,
-    friction: Number,
-    mass: Mass,
-    scheme: str,
-    kinetic: KineticEnergy,
-    friction_on: str,
-    weight_decay: float,
-    maximize: bool,
-) -> None:
-    r"""The quadratic step through torch's fused SGD kernel, the momentum p as its buffer.
+def _fused_scalars(
+    scheme: str, lr: Number, friction: Number, mass: Mass, friction_on: str
+) -> tuple[float, float, float] | None:
+    """(a, b, α/m) of the fused step as numbers, or None where a = 0 exactly.
 
-    The kernel computes, per element, with g' = ±g + λθ:
-
-    .. math::
-
-        \mathrm{buf}^+ = μ\,\mathrm{buf} + (1 - d)\,g', \qquad θ^+ = θ - η\,\mathrm{buf}^+
-
-    With buf = p, μ = a, d = 1 + b and η = −α/m this is p⁺ = a p − b g',
-    θ⁺ = θ + (α/m) p⁺: the ``symplectic_euler``, ``conformal`` and ``stormer_verlet`` steps
-    in one pass over (θ, g, p). No coordinate change is stored, so a brake, a scheduler's
-    lr or a new mass takes effect at the next step exactly as on the foreach path.
-    ``nesterov`` adds the look-ahead's −(α/m) b g' as a second call (η = (α/m) b, no
-    momentum); ``euler`` moves θ with the old p first (SGD on θ with p as its gradient),
-    then p (SGD on p with weight decay (1 − a)/b). Tensor lr/friction/mass are read as
-    numbers (a host sync on a GPU; ``fused=None`` does not pick this path then).
+    At momentum 0 torch's kernel leaves its buffer alone, so p⁺ = −b g' (x = 1 for
+    ``symplectic_euler``, x = 2 for ``stormer_verlet``, e^(−x) underflowing) goes the
+    foreach way; ``euler`` uses no buffer. Tensor lr/friction/mass are read as numbers
+    (a host sync on a GPU; ``fused=None`` does not pick this path then).
     """
     alpha, gamma, m = as_float(lr), as_float(friction), as_float(mass)
     x = alpha * gamma / m if friction_on == "velocity" else alpha * gamma
     a, b = coefficients(scheme, x, alpha)
     if a == 0.0 and scheme != "euler":
-        # At momentum 0 the kernel leaves its buffer alone: p⁺ = −b g' goes the foreach way.
-        _multi_tensor_phs(
-            params,
-            grads,
-            momenta,
-            lr=alpha,
-            friction=gamma,
-            mass=m,
-            scheme=scheme,
-            kinetic=kinetic,
-            friction_on=friction_on,
-            weight_decay=weight_decay,
-            maximize=maximize,
-        )
-        return
-    for ps, gs, bufs in _by_device_and_dtype(params, grads, momenta):
-        _fused_sgd_calls(
-            ps,
-            gs,
-            bufs,
-            scheme=scheme,
-            a=a,
-            b=b,
-            speed=alpha / m,
-            weight_decay=weight_decay,
-            maximize=maximize,
-        )
+        return None
+    return float(a), float(b), alpha / m
 
 
 def _by_device_and_dtype(
@@ -613,11 +571,10 @@ def _by_device_and_dtype(
     return [tuple(lists) for lists, _ in grouped.values()]  # type: ignore[misc]
 
 
-def _fused_sgd_calls(
+def _fused_phs(
     params: list[Tensor],
     grads: list[Tensor],
     momenta: list[Tensor],
-    *,
     scheme: str,
     a: float,
     b: float,
@@ -625,7 +582,23 @@ def _fused_sgd_calls(
     weight_decay: float,
     maximize: bool,
 ) -> None:
-    """The kernel calls of :func:`_fused_phs` for one device and dtype (speed = α/m)."""
+    r"""The quadratic step through torch's fused SGD kernel, the momentum p as its buffer.
+
+    One device and dtype; ``speed`` = α/m. The kernel computes, per element, with
+    g' = ±g + λθ:
+
+    .. math::
+
+        \mathrm{buf}^+ = μ\,\mathrm{buf} + (1 - d)\,g', \qquad θ^+ = θ - η\,\mathrm{buf}^+
+
+    With buf = p, μ = a, d = 1 + b and η = −α/m this is p⁺ = a p − b g',
+    θ⁺ = θ + (α/m) p⁺: the ``symplectic_euler``, ``conformal`` and ``stormer_verlet`` steps
+    in one pass over (θ, g, p). No coordinate change is stored, so a brake, a scheduler's
+    lr or a new mass takes effect at the next step exactly as on the foreach path.
+    ``nesterov`` adds the look-ahead's −(α/m) b g' as a second call (η = (α/m) b, no
+    momentum); ``euler`` moves θ with the old p first (SGD on θ with p as its gradient),
+    then p (SGD on p with weight decay (1 − a)/b).
+    """
     if weight_decay and scheme in ("euler", "nesterov"):
         # Their second call reads θ after the first moved it: λθ_k goes in beforehand.
         signed = torch._foreach_neg(grads) if maximize else grads
