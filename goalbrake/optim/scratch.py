@@ -17,6 +17,8 @@ from torch import Tensor
 __all__ = ["Scratch", "product"]
 
 _Key = tuple[torch.Size, torch.dtype, torch.device]
+#: Below this many elements (256 KiB in float32) a fresh tensor costs no page faults.
+SMALL = 65536
 
 
 class Scratch:
@@ -59,10 +61,12 @@ def product(
 ) -> list[Tensor]:
     """New tensors factor ⊙ t (a number, a 0-d tensor, or one tensor per t), from scratch.
 
-    Without a scratch pool this is ``torch._foreach_mul`` (fresh tensors).
+    Without a scratch pool, or for tensors all below ``SMALL`` elements (which come from
+    the heap without page faults, where one foreach op beats a call per tensor), this is
+    ``torch._foreach_mul`` (fresh tensors).
     """
     ts = list(tensors)
-    if scratch is None:
+    if scratch is None or all(t.numel() < SMALL for t in ts):
         return list(torch._foreach_mul(ts, factor))  # type: ignore[arg-type]
     out = scratch.like(ts)
     factors = list(factor) if isinstance(factor, (list, tuple)) else [factor] * len(ts)
