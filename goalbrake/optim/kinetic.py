@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from goalbrake.optim.scratch import Scratch, product
+from goalbrake.optim.scratch import Scratch, empty, product
 
 __all__ = [
     "KineticEnergy",
@@ -281,7 +281,7 @@ class SoftClip(KineticEnergy):
         # small |z|, so the ratio is too; only z = 0 (0/0, the limit 1) needs a fix.
         masses = self._masses(momenta, mass)
         z = product(momenta, [1.0 / (m * self.c) for m in masses], scratch)
-        ratio = scratch.like(z) if scratch is not None else [torch.empty_like(t) for t in z]
+        ratio = empty(z, scratch)
         for r, zi, m in zip(ratio, z, masses, strict=True):
             torch.tanh(zi, out=r).div_(zi).nan_to_num_(nan=1.0).div_(m)
         return ratio

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["Scratch", "product"]
+__all__ = ["Scratch", "empty", "product"]
 
 _Key = tuple[torch.Size, torch.dtype, torch.device]
 #: Below this many elements (256 KiB in float32) a fresh tensor costs no page faults.
@@ -73,3 +73,10 @@ def product(
     for t, f, o in zip(ts, factors, out, strict=True):
         torch.mul(t, f, out=o)
     return out
+
+
+def empty(tensors: Sequence[Tensor], scratch: Scratch | None) -> list[Tensor]:
+    """Uninitialized tensors like ``tensors``: from scratch, or fresh where small (as product)."""
+    if scratch is None or all(t.numel() < SMALL for t in tensors):
+        return [torch.empty_like(t) for t in tensors]
+    return scratch.like(tensors)
