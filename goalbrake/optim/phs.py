@@ -77,8 +77,11 @@ from goalbrake.optim.scratch import Scratch, product
 __all__ = ["FRICTION_CONVENTIONS", "PHS", "SCHEMES", "phs"]
 
 SCHEMES: tuple[str, ...] = ("euler", "symplectic_euler", "conformal", "stormer_verlet", "nesterov")
-#: Device types torch's fused SGD kernel runs on (the ones the fused path picks by default).
-FUSED_DEVICES: tuple[str, ...] = ("cpu", "cuda")
+#: Device types the fused path runs on. CPU only: torch's CUDA kernel (FusedSgdKernel.cu)
+#: refuses a momentum factor <= 0 (stormer_verlet at x > 2, symplectic_euler at x > 1)
+#: and applies ``maximize`` to the whole update instead of the gradient, so the mapping
+#: with p as the buffer needs more there; untested without a GPU, CUDA takes foreach.
+FUSED_DEVICES: tuple[str, ...] = ("cpu",)
 
 
 # --------------------------------------------------------------------------- validation
@@ -170,7 +173,7 @@ def _use_fused(group: dict[str, Any], first: Tensor) -> bool:
 
     The default (None) picks it where it is exact and costs no host sync: the quadratic
     energy, a scalar mass, lr/friction/mass as numbers or CPU tensors, floating-point
-    parameters on a device torch's fused SGD runs on, and no ``foreach`` asked for.
+    parameters on a ``FUSED_DEVICES`` device, and no ``foreach`` asked for.
     """
     fused = group["fused"]
     if fused is not None:
@@ -231,10 +234,9 @@ class PHS(PHSBase):
         maximize: ascend instead of descend.
         foreach: use the multi-tensor (``torch._foreach_*``) path, or (False) the
             per-tensor reference path.
-        fused: take the step with torch's fused SGD kernel through the exact mapping
-            p = −b·buf of the momentum to SGD's buffer (quadratic φ and a scalar mass
-            only). None (default) picks it where it applies without a host sync; see
-            docs/optimizer.md, "Speed".
+        fused: take the step with torch's fused SGD kernel, the momentum p as the kernel's
+            buffer (quadratic φ, a scalar mass, CPU parameters). None (default) picks it
+            where it applies; see docs/optimizer.md, "The fused path".
 
     Raises:
         ValueError: a value out of range or an unknown name; an explicit scheme with

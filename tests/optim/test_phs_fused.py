@@ -213,3 +213,15 @@ BAD = [
 def test_bad_fused_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         PHS(_params(torch.float32), lr=LR, **kwargs)
+
+
+def test_fused_true_needs_cpu_parameters() -> None:
+    # torch's CUDA kernel refuses a momentum factor <= 0 and reads maximize differently:
+    # the fused path is CPU-only, and fused=True elsewhere says so.
+    params = [torch.nn.Parameter(torch.empty(3, device="meta"))]
+    message = (
+        "Invalid fused value: True (the fused step needs floating-point parameters on cpu; "
+        "got torch.float32 on meta)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        PHS(params, lr=LR, fused=True)
