@@ -225,3 +225,35 @@ def test_fused_true_needs_cpu_parameters() -> None:
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         PHS(params, lr=LR, fused=True)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_fused_with_tensor_lr_and_friction_equals_foreach_with_floats(scheme: str) -> None:
+    a, b = _params(torch.float64), _params(torch.float64)
+    lr, friction = (
+        torch.tensor(LR, dtype=torch.float64),
+        torch.tensor(FRICTION, dtype=torch.float64),
+    )
+    fused = _run(a, lr=lr, friction=friction, scheme=scheme, fused=True)
+    foreach = _run(b, lr=LR, friction=FRICTION, scheme=scheme, foreach=True)
+    assert rel_err(a, b) <= 1e-12
+    assert rel_err(momenta(fused, a), momenta(foreach, b)) <= 1e-12
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_checkpoint_continues_on_the_other_path(scheme: str) -> None:
+    # The stored momentum is p on both paths: 4 fused steps + 4 foreach steps from the
+    # fused state equal 8 foreach steps.
+    a, b = _params(torch.float64), _params(torch.float64)
+    kw = dict(lr=LR, friction=FRICTION, scheme=scheme)
+    first = _run(a, steps=4, fused=True, **kw)
+    second = PHS(a, foreach=True, **kw)  # type: ignore[arg-type]
+    second.load_state_dict(first.state_dict())
+    assert second.param_groups[0]["fused"] is True  # the groups come from the state
+    second.param_groups[0].update(fused=False, foreach=True)
+    for _ in range(4):
+        set_grads(a, _loss)
+        second.step()
+    reference = _run(b, steps=8, foreach=True, **kw)
+    assert rel_err(a, b) <= 1e-12
+    assert rel_err(momenta(second, a), momenta(reference, b)) <= 1e-12
