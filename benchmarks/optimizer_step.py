@@ -1,9 +1,10 @@
 """Benchmark: ``PHS.step()`` against ``torch.optim.SGD(momentum)`` on real parameter shapes.
 
-Not a test. Times one optimizer step of every PHS scheme (quadratic kinetic energy) and
-of the non-quadratic kinetic energies against torch SGD with momentum (``foreach=True``;
-also ``fused=True``, informative) on the same parameter list in one process, and sets the
-bytes each step moves against the memory bandwidth measured in the same process.
+Not a test. Times one optimizer step of every PHS scheme (quadratic kinetic energy, the
+default ``fused=None`` path, which is torch's fused SGD kernel there) and of the
+non-quadratic kinetic energies against torch SGD with momentum, both ``fused=True`` and
+``foreach=True``, on the same parameter list in one process, prints both ratios, and sets
+the bytes each step moves against the memory bandwidth measured in the same process.
 
 Parameter sets (float32, the shapes of the models goalbrake trains):
 
@@ -15,10 +16,11 @@ Parameter sets (float32, the shapes of the models goalbrake trains):
   28 tensors, 14,719,818 weights.
 
 Method: every optimizer gets a warm-up, then ``--repeats`` rounds. In each round every
-PHS case runs a block of steps interleaved step by step with its SGD baseline (which one
-goes first alternates from round to round), and the ratio of the two median step times
-is taken; the table reports the median and the interquartile range of these ratios over
-the rounds, so load from other processes on a shared machine cancels as far as it can.
+PHS case runs a block of steps interleaved step by step with its two SGD baselines (fused
+and foreach; which one goes first rotates from round to round), and the ratios of the
+median step times are taken; the table reports the median and the interquartile range of
+these ratios over the rounds, so load from other processes on a shared machine cancels as
+far as it can.
 Before every step the gradients are restored from a fixed copy outside the timed region
 (SGD's foreach nesterov path adds into ``p.grad``). A block is calibrated to about 10 ms
 of SGD steps (7 steps at least); each step is timed alone, with a device synchronize on
@@ -27,7 +29,9 @@ both ends on CUDA.
 Bytes per step count the tensor passes of each path (a read or a write of one tensor the
 size of the parameters), e.g. SGD's foreach momentum step is ``buf *= μ`` (R buf, W buf),
 ``buf += g`` (R buf, R g, W buf), ``θ -= lr buf`` (R θ, R buf, W θ): 8 passes. The
-physical limit is one read of θ, g, p and one write of θ, p: 5 passes (a fused kernel).
+physical limit is one read of θ, g, p and one write of θ, p: 5 passes (a fused kernel,
+which PHS's fused path reaches for ``conformal``, ``symplectic_euler`` and
+``stormer_verlet``; ``nesterov`` takes 8 and ``euler`` 6, see docs/optimizer.md).
 The bandwidth is that of an in-place ``a.add_(b)`` (the foreach ops' access pattern) over
 a working set of the size of the step's (θ, g, p), timed in every round next to the
 optimizers (``Stream``).
@@ -87,34 +91,44 @@ LR, MASS, FRICTION = 0.1, 1.0, 1.0
 SGD_LR, SGD_MOMENTUM = LR**2 / MASS, math.exp(-LR * FRICTION / MASS)
 
 #: Tensor passes per step (see the module docstring), float hyperparameters, no weight
-#: decay; None where the count depends on the kinetic energy's internals or the device
-#: (tensor lr/friction: 8 on CPU, where they are read as numbers; 12 on CUDA).
+#: decay; None where the count depends on the kinetic energy's internals.
 PASSES: dict[str, int | None] = {
     "SGD foreach": 8,
     "SGD foreach nesterov": 11,  # + g += μ buf (R g, R buf, W g)
     "SGD fused": 5,
     "SGD fused nesterov": 5,
-    "conformal": 8,
-    "symplectic_euler": 8,
-    "stormer_verlet": 8,
-    "euler": 8,  # θ += (α/m) p first (3), then p = a p − b g (5)
-    "nesterov": 11,  # + θ += (α/m) a p⁺ (3), θ −= (α/m) b g (3)
-    "conformal, tensor lr/friction": None,
+    "conformal": 5,  # one fused SGD kernel call with p as its buffer
+    "symplectic_euler": 5,
+    "stormer_verlet": 5,
+    "nesterov": 8,  # + θ −= (α/m) b g: a second kernel call (R θ, R g, W θ)
+    "euler": 6,  # θ += (α/m) p (3), then p = a p − b g (3)
+    "conformal, foreach": 8,
+    "conformal, tensor lr/friction": None,  # 5 on CPU (fused); elsewhere the foreach path
     "relativistic": None,
     "normalized": None,
     "soft_clip": None,
     "logsumexp": None,
     "pnorm": None,
 }
+#: The PHS rows off the CPU, where the default path is foreach (see docs/optimizer.md).
+FOREACH_PASSES: dict[str, int | None] = {
+    "conformal": 8,
+    "symplectic_euler": 8,
+    "stormer_verlet": 8,
+    "nesterov": 11,
+    "euler": 8,
+}
+FUSED, FOREACH = ("SGD fused", "SGD foreach")
+FUSED_NESTEROV, FOREACH_NESTEROV = ("SGD fused nesterov", "SGD foreach nesterov")
 
 
 @dataclass
 class Case:
-    """One optimizer to time, and the baseline its ratio is taken against."""
+    """One optimizer to time, and the baselines its ratios are taken against."""
 
     name: str
     make: Callable[[list[torch.Tensor]], Optimizer]
-    baseline: str | None  # None: it is a baseline
+    baselines: tuple[str, ...]  # empty: it is a baseline
 
 
 def cases(device: torch.device) -> list[Case]:
@@ -125,23 +139,24 @@ def cases(device: torch.device) -> list[Case]:
         return lambda ps: PHS(ps, **{"lr": LR, "mass": MASS, "friction": FRICTION, **kw})  # type: ignore[arg-type]
 
     out = [
-        Case("SGD foreach", sgd(foreach=True), None),
-        Case("SGD foreach nesterov", sgd(foreach=True, nesterov=True), None),
-        Case("SGD fused", sgd(fused=True), None),
-        Case("SGD fused nesterov", sgd(fused=True, nesterov=True), None),
+        Case(FOREACH, sgd(foreach=True), ()),
+        Case(FOREACH_NESTEROV, sgd(foreach=True, nesterov=True), ()),
+        Case(FUSED, sgd(fused=True), ()),
+        Case(FUSED_NESTEROV, sgd(fused=True, nesterov=True), ()),
     ]
     for scheme in ("conformal", "symplectic_euler", "stormer_verlet", "nesterov", "euler"):
-        base = "SGD foreach nesterov" if scheme == "nesterov" else "SGD foreach"
-        out.append(Case(scheme, phs(scheme=scheme), base))
+        bases = (FUSED_NESTEROV, FOREACH_NESTEROV) if scheme == "nesterov" else (FUSED, FOREACH)
+        out.append(Case(scheme, phs(scheme=scheme), bases))
+    out.append(Case("conformal, foreach", phs(foreach=True), (FUSED, FOREACH)))
 
     def tensor_hyper(ps: list[torch.Tensor]) -> Optimizer:
         lr = torch.tensor(LR, device=device)
         friction = torch.tensor(FRICTION, device=device)
         return PHS(ps, lr=lr, mass=MASS, friction=friction)
 
-    out.append(Case("conformal, tensor lr/friction", tensor_hyper, "SGD foreach"))
+    out.append(Case("conformal, tensor lr/friction", tensor_hyper, (FUSED, FOREACH)))
     for kinetic in ("relativistic", "normalized", "soft_clip", "logsumexp", "pnorm"):
-        out.append(Case(kinetic, phs(kinetic=kinetic), "SGD foreach"))
+        out.append(Case(kinetic, phs(kinetic=kinetic), (FUSED, FOREACH)))
     return out
 
 
@@ -204,71 +219,85 @@ def time_steps(
     return [statistics.median(t) for t in times]
 
 
-def run(model: str, device: torch.device, repeats: int) -> None:
-    params = make_params(MODELS[model](), device)
+@dataclass
+class Measured:
+    """Median step times and per-round ratios of one model on one device."""
+
+    times: dict[str, list[float]]
+    ratios: dict[tuple[str, str], list[float]]  # (case, baseline) -> ratio per round
+    steps: int
+    bandwidth: float  # bytes per second of the in-place add
+
+
+def measure(
+    params: list[torch.Tensor], all_cases: list[Case], device: torch.device, repeats: int
+) -> Measured:
+    """Every case interleaved with its baselines, ``repeats`` rounds (order rotating)."""
     grads = [p.grad for p in params]
     fixed = [g.clone() for g in grads]
+    opts = {c.name: c.make(params) for c in all_cases}
+    stream = Stream(sum(p.numel() for p in params), device)
+    # Warm-up: allocates the momenta and the caches of every path.
+    time_steps([*opts.values(), stream], 5, device, grads, fixed)
+    (per_step,) = time_steps([opts[FOREACH]], 5, device, grads, fixed)
+    steps = max(7, min(200, round(0.01 / per_step)))
+
+    times: dict[str, list[float]] = {c.name: [] for c in all_cases}
+    ratios: dict[tuple[str, str], list[float]] = {
+        (c.name, b): [] for c in all_cases for b in c.baselines
+    }
+    stream_times: list[float] = []
+    for r in range(repeats):
+        for c in all_cases:
+            if not c.baselines:
+                continue
+            names = [c.name, *c.baselines]
+            order = names[r % len(names) :] + names[: r % len(names)]
+            medians = time_steps([opts[n] for n in order], steps, device, grads, fixed)
+            t = dict(zip(order, medians, strict=True))
+            for name in names:
+                times[name].append(t[name])
+            for base in c.baselines:
+                ratios[(c.name, base)].append(t[c.name] / t[base])
+        stream_times += time_steps([stream], steps, device, grads, fixed)
+    return Measured(times, ratios, steps, stream.nbytes / statistics.median(stream_times))
+
+
+def _ratio(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return f"{statistics.median(values):.3f} ({q[0]:.3f}-{q[2]:.3f})"
+
+
+def run(model: str, device: torch.device, repeats: int) -> None:
+    params = make_params(MODELS[model](), device)
     numel = sum(p.numel() for p in params)
     elem = params[0].element_size()
     all_cases = cases(device)
-    opts = {c.name: c.make(params) for c in all_cases}
-    stream = Stream(numel, device)
-    # Warm-up: allocates the momenta and the caches of every path.
-    time_steps([*opts.values(), stream], 5, device, grads, fixed)
-    (per_step,) = time_steps([opts["SGD foreach"]], 5, device, grads, fixed)
-    steps = max(7, min(200, round(0.01 / per_step)))
-
-    # Each round times every case right next to its baseline (order alternating), so a
-    # ratio compares two measurements a few milliseconds apart on a shared machine.
-    times: dict[str, list[float]] = {c.name: [] for c in all_cases}
-    ratios: dict[str, list[float]] = {c.name: [] for c in all_cases if c.baseline}
-    for r in range(repeats):
-        for c in all_cases:
-            if c.baseline is None:
-                if not c.name.startswith("SGD foreach"):  # fused: timed alone
-                    times[c.name] += time_steps([opts[c.name]], steps, device, grads, fixed)
-                continue
-            pair = (c.baseline, c.name) if r % 2 == 0 else (c.name, c.baseline)
-            medians = time_steps([opts[name] for name in pair], steps, device, grads, fixed)
-            t = dict(zip(pair, medians, strict=True))
-            times[c.name].append(t[c.name])
-            times[c.baseline].append(t[c.baseline])
-            ratios[c.name].append(t[c.name] / t[c.baseline])
-        times.setdefault("stream", []).extend(time_steps([stream], steps, device, grads, fixed))
-    bw = stream.nbytes / statistics.median(times["stream"])
-
+    m = measure(params, all_cases, device, repeats)
     print(
         f"\n## {model} on {device.type}: {len(params)} tensors, {numel:,} weights "
-        f"({numel * elem / 2**20:.2f} MiB per tensor pass), median of {steps} steps per "
+        f"({numel * elem / 2**20:.2f} MiB per tensor pass), median of {m.steps} steps per "
         f"block, {repeats} rounds; in-place add bandwidth over the same working set "
-        f"{bw / 1e9:.1f} GB/s"
+        f"{m.bandwidth / 1e9:.1f} GB/s. Ratios: median (interquartile range) over the rounds."
     )
     print(
-        f"| {'optimizer':30s} | {'µs/step':>9s} | {'ratio':>6s} | {'IQR of ratio':>13s} "
-        f"| {'vs':>20s} | {'passes':>6s} | {'MiB/step':>8s} | {'GB/s':>5s} | {'of add':>7s} |"
+        f"| {'optimizer':30s} | {'µs/step':>9s} | {'vs SGD fused':>22s} "
+        f"| {'vs SGD foreach':>22s} | {'passes':>6s} | {'GB/s':>5s} | {'of add':>6s} |"
     )
-    print("|" + "|".join("-" * w for w in (32, 11, 8, 15, 22, 8, 10, 7, 9)) + "|")
+    print("|" + "|".join("-" * w for w in (32, 11, 24, 24, 8, 7, 8)) + "|")
     for c in all_cases:
-        t = statistics.median(times[c.name])
-        if c.baseline:
-            q = statistics.quantiles(ratios[c.name], n=4)
-            ratio, spread = f"{statistics.median(ratios[c.name]):.3f}", f"{q[0]:.3f}-{q[2]:.3f}"
-        else:
-            ratio, spread = "-", "-"
-        passes = PASSES[c.name]
-        if passes is None:
-            traffic = rate = share = "-"
-        else:
+        t = statistics.median(m.times[c.name])
+        cols = [_ratio(m.ratios[(c.name, b)]) for b in c.baselines] or ["(baseline)", "-"]
+        passes = PASSES[c.name] if device.type == "cpu" else {**PASSES, **FOREACH_PASSES}[c.name]
+        rate = share = "-"
+        if passes is not None:
             moved = passes * numel * elem
-            traffic = f"{moved / 2**20:.1f}"
-            rate = f"{moved / t / 1e9:.1f}"
-            share = f"{moved / t / bw:.0%}"
+            rate, share = f"{moved / t / 1e9:.1f}", f"{moved / t / m.bandwidth:.0%}"
         print(
-            f"| {c.name:30s} | {t * 1e6:9.1f} | {ratio:>6s} | {spread:>13s} "
-            f"| {c.baseline or '(baseline)':>20s} | {passes if passes is not None else '-':>6} "
-            f"| {traffic:>8s} | {rate:>5s} | {share:>7s} |"
+            f"| {c.name:30s} | {t * 1e6:9.1f} | {cols[0]:>22s} | {cols[1]:>22s} "
+            f"| {passes if passes is not None else '-':>6} | {rate:>5s} | {share:>6s} |"
         )
-    limit = 5 * numel * elem / bw
+    limit = 5 * numel * elem / m.bandwidth
     print(f"physical limit (5 passes at the add bandwidth): {limit * 1e6:.1f} µs/step")
 
 

@@ -1,5 +1,10 @@
-"""The port-Hamiltonian optimizer family: :class:`PHS`, its schemes and kinetic energies."""
+"""The port-Hamiltonian optimizer family: :class:`PHS`, its schemes and kinetic energies.
 
+:class:`PHS` (discrete schemes) and :class:`PHSFlow` (the ODE flow) are siblings over
+:class:`PHSBase`, the books they share.
+"""
+
+from goalbrake.optim.base import PHSBase
 from goalbrake.optim.flow import FLOW_SOLVERS, PHSFlow, phs_flow_field
 from goalbrake.optim.kinetic import (
     KINETIC_NAMES,
@@ -23,6 +28,7 @@ __all__ = [
     "KineticEnergy",
     "Logsumexp",
     "Normalized",
+    "PHSBase",
     "PHSFlow",
     "PNorm",
     "Quadratic",

@@ -31,24 +31,20 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from goalbrake.optim.kinetic import KineticEnergy, Mass, get_kinetic
-from goalbrake.optim.phs import (
-    FRICTION_CONVENTIONS,
-    PHS,
+from goalbrake.optim.base import (
+    SHARED_KEY_DEFAULTS,
     Number,
-    _as_float,
-    _check_number,
-    _friction_rate,
-    _normalize_mass,
-    _one_of,
-    _rate_coefficients,
+    PHSBase,
+    as_float,
+    check_number,
+    one_of,
 )
+from goalbrake.optim.kinetic import KineticEnergy, Mass, get_kinetic
 
 __all__ = ["ADAPTIVE_SOLVERS", "FIXED_SOLVERS", "FLOW_SOLVERS", "PHSFlow", "phs_flow_field"]
 
@@ -60,6 +56,13 @@ FIXED_SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun2", "heun3", "rk4")
 FLOW_SOLVERS: tuple[str, ...] = ADAPTIVE_SOLVERS + FIXED_SOLVERS
 #: The group keys that describe the one ODE of the whole optimizer (equal in all groups).
 _SHARED_KEYS: tuple[str, ...] = ("solver", "rtol", "atol", "max_evals")
+#: The solver settings a state from before they existed (or a PHS state) loads with.
+_SOLVER_DEFAULTS: dict[str, object] = {
+    "solver": "dopri5",
+    "rtol": 1e-3,
+    "atol": 1e-6,
+    "max_evals": 1000,
+}
 
 
 class _TooManyEvaluations(Exception):
@@ -67,7 +70,7 @@ class _TooManyEvaluations(Exception):
 
 
 # ------------------------------------------------------------------------------ optimizer
-class PHSFlow(PHS):
+class PHSFlow(PHSBase):
     r"""The port-Hamiltonian gradient flow (PHGF), integrated for time lr on every batch.
 
     A sibling of :class:`~goalbrake.optim.PHS` with the same kinetic energies, param-group
@@ -160,15 +163,11 @@ class PHSFlow(PHS):
         atol: float = 1e-6,
         max_evals: int = 1000,
     ) -> None:
-        # The solver keys join PHS's defaults; add_param_group needs them while
-        # PHS.__init__ adds the first groups, before self.defaults holds them.
-        self._flow_defaults = dict(solver=solver, rtol=rtol, atol=atol, max_evals=max_evals)
         self.last_nfe = 0
         self.total_nfe = 0
         self.last_loss: Any = None
         self._last_dt: float | None = None  # the last accepted solver step, in time units
-        super().__init__(
-            params,
+        defaults = dict(
             lr=lr,
             mass=mass,
             friction=friction,
@@ -177,31 +176,40 @@ class PHSFlow(PHS):
             friction_on=friction_on,
             weight_decay=weight_decay,
             maximize=maximize,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_evals=max_evals,
         )
-        self.defaults.update(self._flow_defaults)
+        super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, checking its hyperparameters (PHS's, with the scheme fixed to "ode")."""
-        for key, value in self._flow_defaults.items():
-            param_group.setdefault(key, value)
-        # PHS.add_param_group would reject scheme="ode"; the checks here are PHS's own
-        # (_check_flow_group) plus the solver's, so nothing is weakened.
-        Optimizer.add_param_group(self, param_group)
-        group = self.param_groups[-1]
-        try:
-            _check_flow_group(group, first=self.param_groups[0])
-        except (ValueError, TypeError):
-            self.param_groups.pop()
-            raise
+    _key_defaults: ClassVar[dict[str, object]] = SHARED_KEY_DEFAULTS
+
+    def _check_scheme(self, group: dict[str, Any]) -> None:
+        if group["scheme"] != "ode":
+            raise ValueError(
+                f"Invalid scheme value: {group['scheme']!r} (PHSFlow integrates the flow, its "
+                "scheme is 'ode'; use PHS for the discrete schemes)"
+            )
+
+    def _check_extra(self, group: dict[str, Any]) -> None:
+        _check_solver(group)
+        first = self.param_groups[0]
+        if group is not first:
+            _check_shared(group, {key: first[key] for key in _SHARED_KEYS})
+
+    def _factor_scheme(self, group: dict[str, Any]) -> str:
+        # The friction part of the flow, p' = −γ c p with the rate c frozen, decays p by
+        # exactly e^{−x} over the integration time lr: the conformal factor.
+        return "conformal"
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # A PHS state loads into PHSFlow (the momentum carries over): its groups lack the
+        # solver keys, which come from this optimizer's defaults where it has them.
         super().__setstate__(state)
-        # Unpickling restores `defaults` (with the solver keys) but not `_flow_defaults`.
-        defaults = dict(solver="dopri5", rtol=1e-3, atol=1e-6, max_evals=1000)
-        defaults.update({k: self.defaults[k] for k in _SHARED_KEYS if k in self.defaults})
-        self._flow_defaults = defaults
+        defaults = {k: self.defaults.get(k, v) for k, v in _SOLVER_DEFAULTS.items()}
         for group in self.param_groups:
-            group["scheme"] = "ode"  # a PHS state loads into PHSFlow: the momentum carries over
+            group["scheme"] = "ode"
             for key, value in defaults.items():
                 group.setdefault(key, value)
         self.last_nfe = getattr(self, "last_nfe", 0)
@@ -210,7 +218,7 @@ class PHSFlow(PHS):
         self._last_dt = getattr(self, "_last_dt", None)
 
     def state_dict(self) -> dict[str, Any]:
-        """PHS's state dict plus ``"flow"``: ``last_nfe`` and ``total_nfe``."""
+        """The optimizer's state dict plus ``"flow"``: ``last_nfe`` and ``total_nfe``."""
         state = super().state_dict()
         state["flow"] = {"last_nfe": self.last_nfe, "total_nfe": self.total_nfe}
         return state
@@ -231,18 +239,7 @@ class PHSFlow(PHS):
         """Per group: the group, the indices of its parameters with a gradient, those."""
         out = []
         for group in self.param_groups:
-            index, params = [], []
-            for i, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(
-                        "PHSFlow does not support sparse gradients (parameter of shape "
-                        f"{tuple(p.shape)}); use a dense gradient, e.g. nn.Embedding(sparse=False)"
-                    )
-                index.append(i)
-                params.append(p)
-            out.append((group, index, params))
+            out.append((group, *self._with_grad(group)))
         return out
 
     @torch.no_grad()
@@ -277,191 +274,183 @@ class PHSFlow(PHS):
         with torch.enable_grad():
             loss = closure()
         self.last_loss = loss.detach() if isinstance(loss, Tensor) else loss
-        nfe = 1
-
         groups = self._participants()
         params = [p for _, _, ps in groups for p in ps]
         if not params:
-            self.last_nfe = nfe
-            self.total_nfe += nfe
+            self.last_nfe = 1
+            self.total_nfe += 1
             return loss
-        devices = {p.device for p in params}
-        if len(devices) > 1:
-            raise RuntimeError(
-                f"PHSFlow integrates one state vector, but the parameters are on "
-                f"{len(devices)} devices ({', '.join(sorted(map(str, devices)))}); use one device"
-            )
-        dtype = params[0].dtype
-        for p in params[1:]:
-            dtype = torch.promote_types(dtype, p.dtype)
-        for p in params:
-            state = self.state[p]
-            if "momentum" not in state:
-                state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        momenta = [self.state[p]["momentum"] for p in params]
+        field = _Field(self, closure, groups, params, int(shared["max_evals"]))
+        field.write(self._solve(odeint, field, shared))
+        return loss
 
-        sizes = [p.numel() for p in params]
-        n = sum(sizes)
-        y0 = torch.cat([t.detach().reshape(-1).to(dtype) for t in params + momenta])
-
-        def split(y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-            thetas = [v.view(p.shape) for v, p in zip(y[:n].split(sizes), params, strict=True)]
-            moms = [v.view(p.shape) for v, p in zip(y[n:].split(sizes), params, strict=True)]
-            return thetas, moms
-
-        def gradients() -> list[Tensor]:
-            return [
-                torch.zeros(p.shape, dtype=dtype, device=p.device)
-                if p.grad is None
-                else p.grad.to(dtype)
-                for p in params
-            ]
-
-        pending = gradients()  # the first evaluation was the closure call above
-        max_evals = int(shared["max_evals"])
-
-        def field(t: Tensor, y: Tensor) -> Tensor:
-            nonlocal pending, nfe
-            thetas, moms = split(y)
-            if pending is not None and torch.equal(y, y0):
-                grads, pending = pending, None
-            else:
-                pending = None
-                if nfe >= max_evals:
-                    raise _TooManyEvaluations
-                nfe += 1
-                for p, theta in zip(params, thetas, strict=True):
-                    p.copy_(theta)
-                self.zero_grad(set_to_none=True)
-                with torch.enable_grad():
-                    closure()
-                grads = gradients()
-            velocity, force = [], []
-            start = 0
-            for group, index, ps in groups:
-                stop = start + len(ps)
-                if ps:
-                    mass = group["mass"]
-                    if isinstance(mass, list):
-                        mass = [mass[i].to(dtype) for i in index]
-                    d_theta, d_p = phs_flow_field(
-                        thetas[start:stop],
-                        moms[start:stop],
-                        grads[start:stop],
-                        lr=group["lr"],
-                        friction=group["friction"],
-                        mass=mass,
-                        kinetic=get_kinetic(group["kinetic"]),
-                        friction_on=group["friction_on"],
-                        weight_decay=group["weight_decay"],
-                        maximize=group["maximize"],
-                    )
-                    velocity += d_theta
-                    force += d_p
-                start = stop
-            return torch.cat([v.reshape(-1) for v in velocity + force])
-
-        span = torch.tensor([0.0, 1.0], dtype=dtype, device=y0.device)
+    def _solve(
+        self, odeint: Callable[..., Tensor], field: _Field, shared: dict[str, Any]
+    ) -> Tensor:
+        """y(1) of the flow on the s-clock; on any failure θ is restored and the error says why."""
+        span = torch.tensor([0.0, 1.0], dtype=field.dtype, device=field.y0.device)
         options: dict[str, float] = {}
+        accepted: list[float] = []
+        clock = as_float(self.param_groups[0]["lr"])
         if shared["solver"] in ADAPTIVE_SOLVERS:
             # Warm start: the first trial step is the last accepted one of the previous
             # batch (in time units, so a changed lr keeps it), not a fresh estimate that
             # costs one evaluation and grows by at most 10x per step.
-            clock = _as_float(self.param_groups[0]["lr"])
             if self._last_dt is not None:
                 options["first_step"] = min(self._last_dt / clock, 1.0)
-            accepted: list[float] = []
-            field.callback_accept_step = lambda t0, y, dt: accepted.append(float(dt))  # type: ignore[attr-defined]
+            field.callback_accept_step = lambda t0, y, dt: accepted.append(float(dt))
         try:
             y1 = odeint(
                 field,
-                y0,
+                field.y0,
                 span,
                 method=shared["solver"],
                 options=options,
                 **_tolerances(shared),
             )[-1]
         except _TooManyEvaluations:
-            self._restore(params, y0[:n], sizes)
+            field.restore()
             raise RuntimeError(
-                f"PHSFlow: the solver needed more than {max_evals} function evaluations in one "
-                f"step ({_describe(self.param_groups, shared)}); raise max_evals, loosen "
+                f"PHSFlow: the solver needed more than {field.max_evals} function evaluations "
+                f"in one step ({_describe(self.param_groups, shared)}); raise max_evals, loosen "
                 "rtol/atol or shorten lr"
             ) from None
         except AssertionError as error:  # torchdiffeq's checks: dt underflow, NaN state
-            self._restore(params, y0[:n], sizes)
+            field.restore()
             raise RuntimeError(
-                f"PHSFlow: the solver failed after {nfe} function evaluations "
+                f"PHSFlow: the solver failed after {field.nfe} function evaluations "
                 f"({_describe(self.param_groups, shared)}): {error}; the loss or its gradient "
                 "is probably not finite: shorten lr or raise the friction"
             ) from None
         except BaseException:
-            self._restore(params, y0[:n], sizes)
+            field.restore()
             raise
         finally:
-            self.last_nfe = nfe
-            self.total_nfe += nfe
-
-        if shared["solver"] in ADAPTIVE_SOLVERS and accepted:
+            self.last_nfe = field.nfe
+            self.total_nfe += field.nfe
+        if accepted:
             self._last_dt = accepted[-1] * clock
-        thetas, moms = split(y1)
-        for p, theta in zip(params, thetas, strict=True):
-            p.copy_(theta)
-        for m, mom in zip(momenta, moms, strict=True):
-            m.copy_(mom)
-        return loss
+        return y1
 
-    @staticmethod
-    def _restore(params: list[Tensor], theta0: Tensor, sizes: list[int]) -> None:
-        for p, v in zip(params, theta0.split(sizes), strict=True):
+
+class _Field:
+    """The right-hand side of one step's ODE on the flattened state y = (θ, p).
+
+    Each call with a new y sets the parameters to θ, calls the closure and reads the
+    gradients (one function evaluation, counted in ``nfe``); the closure's call before
+    the solve is the evaluation at y0.
+    """
+
+    callback_accept_step: Callable[[Tensor, Tensor, Tensor], None]
+
+    def __init__(
+        self,
+        opt: PHSFlow,
+        closure: Callable[[], Any],
+        groups: list[tuple[dict[str, Any], list[int], list[Tensor]]],
+        params: list[Tensor],
+        max_evals: int,
+    ) -> None:
+        devices = {p.device for p in params}
+        if len(devices) > 1:
+            raise RuntimeError(
+                f"PHSFlow integrates one state vector, but the parameters are on "
+                f"{len(devices)} devices ({', '.join(sorted(map(str, devices)))}); use one device"
+            )
+        self.dtype = params[0].dtype
+        for p in params[1:]:
+            self.dtype = torch.promote_types(self.dtype, p.dtype)
+        self.opt, self.closure, self.groups, self.params = opt, closure, groups, params
+        self.momenta = [opt._momentum(p) for p in params]
+        self.sizes = [p.numel() for p in params]
+        self.n = sum(self.sizes)
+        self.y0 = torch.cat([t.detach().reshape(-1).to(self.dtype) for t in params + self.momenta])
+        self.pending: list[Tensor] | None = self._gradients()  # the evaluation at y0
+        self.nfe, self.max_evals = 1, max_evals
+
+    def _split(self, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        ps, n = self.params, self.n
+        thetas = [v.view(p.shape) for v, p in zip(y[:n].split(self.sizes), ps, strict=True)]
+        moms = [v.view(p.shape) for v, p in zip(y[n:].split(self.sizes), ps, strict=True)]
+        return thetas, moms
+
+    def _gradients(self) -> list[Tensor]:
+        return [
+            torch.zeros(p.shape, dtype=self.dtype, device=p.device)
+            if p.grad is None
+            else p.grad.to(self.dtype)
+            for p in self.params
+        ]
+
+    def _evaluate(self, y: Tensor, thetas: list[Tensor]) -> list[Tensor]:
+        if self.pending is not None and torch.equal(y, self.y0):
+            grads, self.pending = self.pending, None
+            return grads
+        self.pending = None
+        if self.nfe >= self.max_evals:
+            raise _TooManyEvaluations
+        self.nfe += 1
+        for p, theta in zip(self.params, thetas, strict=True):
+            p.copy_(theta)
+        self.opt.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            self.closure()
+        return self._gradients()
+
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
+        thetas, moms = self._split(y)
+        grads = self._evaluate(y, thetas)
+        velocity, force = [], []
+        start = 0
+        for group, index, ps in self.groups:
+            stop = start + len(ps)
+            if ps:
+                mass = group["mass"]
+                if isinstance(mass, list):
+                    mass = [mass[i].to(self.dtype) for i in index]
+                d_theta, d_p = phs_flow_field(
+                    thetas[start:stop],
+                    moms[start:stop],
+                    grads[start:stop],
+                    lr=group["lr"],
+                    friction=group["friction"],
+                    mass=mass,
+                    kinetic=get_kinetic(group["kinetic"]),
+                    friction_on=group["friction_on"],
+                    weight_decay=group["weight_decay"],
+                    maximize=group["maximize"],
+                )
+                velocity += d_theta
+                force += d_p
+            start = stop
+        return torch.cat([v.reshape(-1) for v in velocity + force])
+
+    def restore(self) -> None:
+        """θ back to its value before the step."""
+        for p, v in zip(self.params, self.y0[: self.n].split(self.sizes), strict=True):
             p.copy_(v.view(p.shape))
 
-    # ---------------------------------------------------------------------- monitoring
-    def momentum_factor(self, group: int = 0) -> Tensor:
-        """e^{−x}, x = lr·γ·c: the decay of p by the friction alone over one step (0-d).
-
-        The friction part of the flow, p' = −γ c p with the rate c frozen, decays p by
-        exactly e^{−x} over the integration time lr (as PHS's ``conformal`` scheme). For an
-        elementwise rate this is the mean factor over all elements.
-        """
-        g = self.param_groups[group]
-        momenta, mass = self._momenta(g)
-        if not momenta:  # before the first step: the factor at p = 0
-            momenta = [torch.zeros_like(p) for p in g["params"]]
-            mass = g["mass"] if not isinstance(g["mass"], list) else list(g["mass"])
-        c = _friction_rate(momenta, mass, get_kinetic(g["kinetic"]), g["friction_on"])
-        a, _ = _rate_coefficients("conformal", c, g["lr"], g["friction"])
-        if isinstance(a, list):
-            total = sum(ai.expand_as(p).sum() for ai, p in zip(a, momenta, strict=True))
-            return total / sum(p.numel() for p in momenta)
-        return torch.as_tensor(a, device=momenta[0].device, dtype=momenta[0].dtype)
+    def write(self, y1: Tensor) -> None:
+        """(θ, p) of the solved state into the parameters and momenta."""
+        thetas, moms = self._split(y1)
+        for p, theta in zip(self.params, thetas, strict=True):
+            p.copy_(theta)
+        for m, mom in zip(self.momenta, moms, strict=True):
+            m.copy_(mom)
 
 
 # ------------------------------------------------------------------------------ validation
-def _check_flow_group(group: dict[str, Any], *, first: dict[str, Any]) -> None:
-    _check_number("learning rate", group["lr"], positive=True)
-    _check_number("friction", group["friction"], positive=False)
-    _check_number("weight_decay", group["weight_decay"], positive=False)
-    if group["scheme"] != "ode":
-        raise ValueError(
-            f"Invalid scheme value: {group['scheme']!r} (PHSFlow integrates the flow, its "
-            "scheme is 'ode'; use PHS for the discrete schemes)"
-        )
-    _one_of("friction_on", group["friction_on"], FRICTION_CONVENTIONS)
-    kinetic = get_kinetic(group["kinetic"])
-    group["mass"] = _normalize_mass(group["mass"], group["params"])
-    kinetic.check_mass(group["mass"])
-    _one_of("solver", group["solver"], FLOW_SOLVERS)
+def _check_solver(group: dict[str, Any]) -> None:
+    """The solver's keys: a known method, rtol > 0, atol >= 0, max_evals >= 1."""
+    one_of("solver", group["solver"], FLOW_SOLVERS)
     for name, positive in (("rtol", True), ("atol", False)):
         value = group[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"Invalid {name} value: {value!r} (must be a number)")
-        _check_number(name, value, positive=positive)
+        check_number(name, value, positive=positive)
     max_evals = group["max_evals"]
     if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 1:
         raise ValueError(f"Invalid max_evals value: {max_evals!r} (must be an integer >= 1)")
-    if group is not first:
-        _check_shared(group, {key: first[key] for key in _SHARED_KEYS})
 
 
 def _check_shared(group: dict[str, Any], shared: dict[str, Any]) -> None:
@@ -481,7 +470,7 @@ def _tolerances(shared: dict[str, Any]) -> dict[str, float]:
 
 
 def _describe(groups: list[dict[str, Any]], shared: dict[str, Any]) -> str:
-    lrs = sorted({_as_float(g["lr"]) for g in groups})
+    lrs = sorted({as_float(g["lr"]) for g in groups})
     lr = f"{lrs[0]:g}" if len(lrs) == 1 else "[" + ", ".join(f"{v:g}" for v in lrs) + "]"
     return f"lr={lr}, rtol={shared['rtol']:g}, atol={shared['atol']:g}, solver={shared['solver']!r}"
 

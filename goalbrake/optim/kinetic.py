@@ -5,14 +5,14 @@ Every kinetic energy here is the mass-scaled form of a unit-mass energy ψ:
     φ_m(p) = m · ψ(p / m),      so     ∇φ_m(p) = ∇ψ(p / m)
 
 The mass turns momentum into velocity. For the quadratic ψ(v) = ‖v‖²/2 this is the
-classical φ(p) = ‖p‖²/2m; for the others it reproduces the forms of DESIGN.md §1 (with
-m = 1 where the design writes no mass).
+classical φ(p) = ‖p‖²/2m; for the others it reproduces the forms of docs/design.md,
+"Kinetic energies" (with m = 1 where the design writes no mass).
 
 The optimizer needs two things from a kinetic energy: its value (for monitoring) and its
 gradient, which every energy here writes as ``∇φ(p) = s(p) ⊙ p`` with a non-negative
 *mobility* ``s`` (a scalar for the whole group, or one tensor per parameter). The
 velocity-friction update then reads ``x = α γ s``, which for the quadratic energy is the
-``x = αγ/m`` of DESIGN.md §1.
+``x = αγ/m`` of docs/design.md, "Discrete schemes".
 
 Norms are global over all momenta of a param group (one momentum vector), except for the
 separable energies (``quadratic``, ``soft_clip``), which act element by element and so
@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from goalbrake.optim.scratch import Scratch, empty, product
 
 __all__ = [
     "KineticEnergy",
@@ -58,6 +60,23 @@ def _sum_of_squares(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack(norms).square().sum()
 
 
+def _host_sum_of_squares(tensors: Sequence[Tensor], mass: float | Tensor) -> float | Tensor:
+    """Σ‖t‖², a Python float where reading it syncs nothing (CPU tensors and mass).
+
+    A step's scalar mobility then costs one norm kernel and Python arithmetic instead of
+    a chain of 0-d tensor ops, each a few µs of dispatch (most of a LeNet-sized step).
+    """
+    sq = _sum_of_squares(tensors)
+    on_host = sq.device.type == "cpu" and (
+        not isinstance(mass, Tensor) or mass.device.type == "cpu"
+    )
+    return sq.item() if on_host else sq
+
+
+def _sqrt(x: float | Tensor) -> float | Tensor:
+    return torch.sqrt(x) if isinstance(x, Tensor) else math.sqrt(x)
+
+
 class KineticEnergy(ABC):
     """A kinetic energy φ(p) with ∇φ(p) = s(p) ⊙ p.
 
@@ -66,10 +85,14 @@ class KineticEnergy(ABC):
         separable: True when φ is a sum over elements, so a per-element mass works.
         max_mobility: sup over p of s(p) · m, the largest friction rate relative to the
             quadratic energy's 1/m (1 for most energies).
+        closed_form_grad: True where ∇φ(p) has a form cheaper than s(p) ⊙ p, which the
+            optimizer's position update then uses.
     """
 
     name: str = "custom"
     separable: bool = False
+    #: True where ``_grad`` computes ∇φ(p) directly, cheaper than s(p) ⊙ p.
+    closed_form_grad: bool = False
 
     @abstractmethod
     def value(self, momenta: Sequence[Tensor], mass: Mass) -> Tensor:
@@ -85,7 +108,16 @@ class KineticEnergy(ABC):
 
     def grad(self, momenta: Sequence[Tensor], mass: Mass) -> list[Tensor]:
         """∇φ(p), the velocity θ' of the port-Hamiltonian system."""
-        return torch._foreach_mul(list(momenta), self.mobility(momenta, mass))
+        return self._grad(momenta, mass, None)
+
+    # The optimizer's hooks: the same values, their temporaries taken from a Scratch pool
+    # (fresh CPU tensors of parameter size page-fault). A user-defined energy need not
+    # implement them: the defaults call mobility().
+    def _mobility(self, momenta: Sequence[Tensor], mass: Mass, scratch: Scratch | None) -> Mobility:
+        return self.mobility(momenta, mass)
+
+    def _grad(self, momenta: Sequence[Tensor], mass: Mass, scratch: Scratch | None) -> list[Tensor]:
+        return product(momenta, self._mobility(momenta, mass, scratch), scratch)
 
     def check_mass(self, mass: Mass) -> None:
         """Raise if this energy cannot take the given kind of mass."""
@@ -159,7 +191,10 @@ class Relativistic(KineticEnergy):
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
         m = _scalar_mass(mass)
-        return 1.0 / (m * self._gamma(momenta, m))
+        sq = _host_sum_of_squares(momenta, m)
+        if not isinstance(sq, Tensor):
+            m = float(m)
+        return 1.0 / (m * _sqrt(1.0 + sq / (m * self.c) ** 2))
 
 
 class Normalized(KineticEnergy):
@@ -187,8 +222,10 @@ class Normalized(KineticEnergy):
         return sq / (torch.sqrt(sq + me**2) + me)
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
-        me = _scalar_mass(mass) * self.eps
-        return torch.rsqrt(_sum_of_squares(momenta) + me**2)
+        m = _scalar_mass(mass)
+        sq = _host_sum_of_squares(momenta, m)
+        me = (m if isinstance(sq, Tensor) else float(m)) * self.eps
+        return 1.0 / _sqrt(sq + me**2)
 
     def max_mobility(self, mass: float) -> float:
         return 1.0 / (mass * self.eps)
@@ -208,6 +245,7 @@ class SoftClip(KineticEnergy):
 
     name = "soft_clip"
     separable = True
+    closed_form_grad = True
 
     def __init__(self, c: float = 1.0) -> None:
         if not c > 0:
@@ -236,13 +274,25 @@ class SoftClip(KineticEnergy):
         return torch.stack(terms).sum()
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
-        # s = c tanh(z)/p = tanh(z)/(z m), z = p/(mc); tanh(z)/z → 1 as z → 0.
-        out = []
-        for p, m in zip(momenta, self._masses(momenta, mass), strict=True):
-            z = p / (m * self.c)
-            tanhc = torch.where(z.abs() > 1e-4, torch.tanh(z) / z, 1.0 - z.square() / 3.0)
-            out.append(tanhc / m)
-        return out
+        return self._mobility(momenta, mass, None)
+
+    def _mobility(self, momenta: Sequence[Tensor], mass: Mass, scratch: Scratch | None) -> Mobility:
+        # s = c tanh(z)/p = tanh(z)/(z m), z = p/(mc): tanh is accurate to the last bit for
+        # small |z|, so the ratio is too; only z = 0 (0/0, the limit 1) needs a fix.
+        masses = self._masses(momenta, mass)
+        z = product(momenta, [1.0 / (m * self.c) for m in masses], scratch)
+        ratio = empty(z, scratch)
+        for r, zi, m in zip(ratio, z, masses, strict=True):
+            torch.tanh(zi, out=r).div_(zi).nan_to_num_(nan=1.0).div_(m)
+        return ratio
+
+    def _grad(self, momenta: Sequence[Tensor], mass: Mass, scratch: Scratch | None) -> list[Tensor]:
+        # ∇φ(p) = c tanh(p/(mc)) in closed form (no 0/0 at p = 0).
+        masses = self._masses(momenta, mass)
+        z = product(momenta, [1.0 / (m * self.c) for m in masses], scratch)
+        torch._foreach_tanh_(z)
+        torch._foreach_mul_(z, self.c)
+        return z
 
 
 def _exp_floored(x: Tensor) -> Tensor:
@@ -303,23 +353,36 @@ class Logsumexp(KineticEnergy):
         return mt * torch.where(top < 20.0, small, large)
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        return self._mobility(momenta, mass, None)
+
+    def _mobility(self, momenta: Sequence[Tensor], mass: Mass, scratch: Scratch | None) -> Mobility:
         mt = _scalar_mass(mass) * self.temperature
-        zs, top = self._scaled(momenta, mass)
-        # s = sinh(z)/(z · m τ · Σcosh z), numerator and denominator scaled by e^{-top}.
-        half_sum = 0.5 * torch.exp(self._log_sum_cosh_minus_top(zs, top))  # Σ cosh z · e^{-top}
-        out = []
-        for z in zs:
-            # sinh(z) e^{-top} / z = e^{|z|−top} (1 − e^{−2|z|}) / 2|z|: expm1 avoids the
-            # cancellation of e^{z−top} − e^{−z−top} for small |z|; the limit at 0 is e^{-top}.
-            a = z.abs()
-            safe = torch.where(a > 0, a, torch.ones_like(a))
-            sinhc = torch.where(
-                a > 0,
-                _exp_floored(a - top) * torch.expm1(-2.0 * safe) / (-2.0 * safe),
-                _exp_floored(-top),
-            )
-            out.append(sinhc / (mt * half_sum))
-        return out
+        # With a = |z|, E = e^{a−top} and u = e^{−2a} − 1 (expm1: no cancellation for small
+        # |z|): sinh(z) e^{−top}/z = −E u/(2a) and cosh(z) e^{−top} = E (1 + u/2), so
+        # s = sinh(z)/(z · m τ · Σ cosh z) takes one exp and one expm1 per element. a is
+        # floored at the smallest normal number, where −u/(2a) = 1 (the limit at z = 0).
+        # top = max|z| by _foreach_max (a norm of order inf is ~20x slower on CPU).
+        a = product(momenta, 1.0 / mt, scratch)
+        torch._foreach_abs_(a)
+        top = torch.stack(torch._foreach_max(a)).max()
+        torch._foreach_clamp_min_(a, torch.finfo(top.dtype).tiny)
+        u = product(a, -2.0, scratch)
+        torch._foreach_expm1_(u)
+        e = product(a, 1.0, scratch)  # E = e^{a − top}, floored as in _exp_floored
+        torch._foreach_sub_(e, top)
+        torch._foreach_clamp_min_(e, math.log(torch.finfo(top.dtype).tiny) + 30.0)
+        torch._foreach_exp_(e)
+        total = (
+            torch.stack(
+                [torch.dot(ei.flatten(), ui.flatten()) for ei, ui in zip(e, u, strict=True)]
+            ).sum()
+            * 0.5
+            + torch.stack([ei.sum() for ei in e]).sum()
+        )  # Σ E (1 + u/2)
+        torch._foreach_mul_(e, u)
+        torch._foreach_div_(e, a)
+        torch._foreach_mul_(e, -0.5 / (mt * total))
+        return e
 
     def max_mobility(self, mass: float) -> float:
         return 1.0 / (mass * self.temperature)
@@ -351,11 +414,26 @@ class PNorm(KineticEnergy):
         return 0.5 * self._norm(momenta).square() / _scalar_mass(mass)
 
     def mobility(self, momenta: Sequence[Tensor], mass: Mass) -> Mobility:
+        return self._mobility(momenta, mass, None)
+
+    def _mobility(self, momenta: Sequence[Tensor], mass: Mass, scratch: Scratch | None) -> Mobility:
         m = _scalar_mass(mass)
+        momenta = list(momenta)
+        if self.q == 4.0:
+            # The default q: s = p²/(‖p‖₄² m), and ‖p‖₄² = ‖p²‖₂: no pow per element.
+            squares = product(momenta, momenta, scratch)
+            norm = _sum_of_squares(squares).sqrt()
+            safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+            torch._foreach_mul_(squares, 1.0 / (safe * m))
+            return squares
         norm = self._norm(momenta)
         # s = (|pᵢ|/‖p‖)^{q−2}/m ∈ [0, 1/m]; 0 where the whole momentum is 0.
         safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-        return [(p.abs() / safe).pow(self.q - 2.0) / m for p in momenta]
+        ratio = product(momenta, 1.0 / safe, scratch)
+        torch._foreach_abs_(ratio)
+        torch._foreach_pow_(ratio, self.q - 2.0)
+        torch._foreach_div_(ratio, m)
+        return ratio
 
 
 _BY_NAME: dict[str, type[KineticEnergy]] = {

@@ -30,7 +30,17 @@ update reads p⁺ = μ p − α g is SGD(lr=α²/m, momentum=μ, dampening=0), s
 ``symplectic_euler`` is SGD(lr=α²/m, momentum=1 − αγ/m), ``conformal`` the same with
 momentum e^(−αγ/m), and ``nesterov`` is SGD(..., momentum=e^(−αγ/m), nesterov=True).
 Braking by a factor k (γ → kγ) turns ``conformal``'s μ into μᵏ, stable for every k, while
-the explicit schemes ``euler`` and ``symplectic_euler`` diverge once x > 2.
+the explicit schemes ``euler`` and ``symplectic_euler`` diverge once x > 2. (goalbrake
+reads a torch SGD run as the conformal scheme: goalbrake/optim/sgd.py and docs/design.md,
+"Torch SGD as a PHS scheme".)
+
+Three paths take the same step: the per-tensor reference (``foreach=False``), the
+multi-tensor one (``torch._foreach_*``), and for the quadratic φ with a scalar mass the
+fused one (``fused=True``, the default there), which hands the step to torch's fused SGD
+kernel with the momentum p itself as the kernel's buffer: buf⁺ = μ buf + (1 − d) g and
+θ⁺ = θ − η buf⁺ with μ = a, d = 1 + b, η = −α/m are p⁺ = a p − b g, θ⁺ = θ + (α/m) p⁺.
+The stored momentum stays p, so a brake or a scheduler changes the next step exactly as
+on the other paths. The schemes are derived in docs/design.md, "Discrete schemes".
 
 References:
     Port-Hamiltonian gradient flows (Poli, Massaroli et al., 2020), eq. (7) for
@@ -40,88 +50,41 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from goalbrake.optim.base import (
+    EXPLICIT_SCHEMES,
+    FRICTION_CONVENTIONS,
+    SHARED_KEY_DEFAULTS,
+    Coef,
+    Number,
+    PHSBase,
+    as_float,
+    coefficients,
+    friction_rate,
+    one_of,
+    rate_coefficients,
+)
 from goalbrake.optim.kinetic import KineticEnergy, Mass, Mobility, Quadratic, get_kinetic
+from goalbrake.optim.scratch import Scratch, product
 
 __all__ = ["FRICTION_CONVENTIONS", "PHS", "SCHEMES", "phs"]
 
 SCHEMES: tuple[str, ...] = ("euler", "symplectic_euler", "conformal", "stormer_verlet", "nesterov")
-FRICTION_CONVENTIONS: tuple[str, ...] = ("velocity", "momentum")
-#: Schemes that integrate the friction explicitly and diverge for x > 2.
-EXPLICIT_SCHEMES: tuple[str, ...] = ("euler", "symplectic_euler")
-
-Number = float | Tensor
-Coef = float | Tensor | list[Tensor]
+#: Device types the fused path runs on. CPU only: torch's CUDA kernel (FusedSgdKernel.cu)
+#: refuses a momentum factor <= 0 (stormer_verlet at x > 2, symplectic_euler at x > 1)
+#: and applies ``maximize`` to the whole update instead of the gradient, so the mapping
+#: with p as the buffer needs more there; untested without a GPU, CUDA takes foreach.
+FUSED_DEVICES: tuple[str, ...] = ("cpu",)
 
 
 # --------------------------------------------------------------------------- validation
-def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"Invalid {name} value: {value!r} (must be one of {', '.join(allowed)})")
-
-
-def _as_float(value: Number) -> float:
-    return float(value.detach().max()) if isinstance(value, Tensor) else float(value)
-
-
-def _check_number(name: str, value: Number, *, positive: bool) -> None:
-    if isinstance(value, Tensor) and value.dim() != 0:
-        raise ValueError(
-            f"Invalid {name} value: a tensor of shape {tuple(value.shape)} (must be 0-d)"
-        )
-    low = float(value.detach().min()) if isinstance(value, Tensor) else float(value)
-    if positive and not low > 0:
-        raise ValueError(f"Invalid {name} value: {low} (must be > 0)")
-    if not positive and not low >= 0:
-        raise ValueError(f"Invalid {name} value: {low} (must be >= 0)")
-
-
-def _normalize_mass(mass: Any, params: Sequence[Tensor]) -> Mass:
-    """A float, a 0-d tensor, or a list of one positive tensor per parameter."""
-    if isinstance(mass, Tensor) and mass.dim() > 0:
-        if len(params) != 1:
-            raise ValueError(
-                f"Invalid mass value: a tensor of shape {tuple(mass.shape)} for a group of "
-                f"{len(params)} parameters (must be a number, a 0-d tensor, or a list of one "
-                "tensor per parameter)"
-            )
-        mass = [mass]
-    if isinstance(mass, (list, tuple)):
-        if len(mass) != len(params):
-            raise ValueError(
-                f"Invalid mass value: {len(mass)} tensors for {len(params)} parameters "
-                "(must be one per parameter)"
-            )
-        out = []
-        for m, p in zip(mass, params, strict=True):
-            m = torch.as_tensor(m, dtype=p.dtype, device=p.device)
-            try:
-                broadcast = torch.broadcast_shapes(m.shape, p.shape)
-            except RuntimeError:
-                broadcast = None
-            if broadcast != p.shape:
-                raise ValueError(
-                    f"Invalid mass value: shape {tuple(m.shape)} does not broadcast to its "
-                    f"parameter's shape {tuple(p.shape)}"
-                )
-            low = float(m.min())
-            if not low > 0:
-                raise ValueError(f"Invalid mass value: {low} (every element must be > 0)")
-            out.append(m)
-        return out
-    if isinstance(mass, bool) or not isinstance(mass, (int, float, Tensor)):
-        raise ValueError(f"Invalid mass value: {mass!r} (must be a number or a tensor)")
-    _check_number("mass", mass, positive=True)
-    return float(mass) if not isinstance(mass, Tensor) else mass
-
-
 def _min_mass(mass: Mass) -> float | None:
     """The smallest mass element, or None where reading it would sync a device."""
     if isinstance(mass, list):
@@ -138,7 +101,7 @@ def _rate_bound(group: dict[str, Any]) -> float | None:
     values = (group["lr"], group["friction"])
     if any(isinstance(v, Tensor) and v.device.type != "cpu" for v in values):
         return None  # reading a device tensor would sync; the check is skipped there
-    lr, friction = (_as_float(v) for v in values)
+    lr, friction = (as_float(v) for v in values)
     if group["friction_on"] == "momentum":
         return lr * friction
     m = _min_mass(group["mass"])
@@ -152,7 +115,7 @@ def _check_stable(group: dict[str, Any]) -> None:
         return
     x = _rate_bound(group)
     if x is not None and x > 2.0:
-        values = f"lr={_as_float(group['lr']):g}, friction={_as_float(group['friction']):g}"
+        values = f"lr={as_float(group['lr']):g}, friction={as_float(group['friction']):g}"
         if group["friction_on"] == "momentum":
             rate = "lr*friction"
         else:  # the largest mobility is 1/mass for most energies, 1/(mass*eps) for some
@@ -169,8 +132,65 @@ def _check_stable(group: dict[str, Any]) -> None:
         )
 
 
+def _fusable(group: dict[str, Any]) -> bool:
+    """The quadratic energy with one mass for the group: SGD's kernel can take the step."""
+    return isinstance(get_kinetic(group["kinetic"]), Quadratic) and not isinstance(
+        group["mass"], list
+    )
+
+
+def _check_fused(group: dict[str, Any]) -> None:
+    fused = group["fused"]
+    if fused not in (None, True, False):
+        raise ValueError(f"Invalid fused value: {fused!r} (must be None, True or False)")
+    if not fused:
+        return
+    if group["foreach"]:
+        raise ValueError(
+            "Invalid fused value: True with foreach=True (fused and foreach cannot both be True)"
+        )
+    if not _fusable(group):
+        mass = "a per-parameter mass" if isinstance(group["mass"], list) else "a scalar mass"
+        raise ValueError(
+            "Invalid fused value: True (the fused step needs kinetic='quadratic' and a scalar "
+            f"mass; got kinetic={get_kinetic(group['kinetic']).name!r} with {mass}); use "
+            "fused=None or False"
+        )
+    for p in group["params"]:
+        if p.device.type not in FUSED_DEVICES or not torch.is_floating_point(p):
+            raise ValueError(
+                f"Invalid fused value: True (the fused step needs floating-point parameters on "
+                f"{' or '.join(FUSED_DEVICES)}; got {p.dtype} on {p.device.type})"
+            )
+
+
+def _on_host(value: object) -> bool:
+    return not isinstance(value, Tensor) or value.device.type == "cpu"
+
+
+def _use_fused(group: dict[str, Any], first: Tensor) -> bool:
+    """The group's ``fused``, or with ``fused=None`` whether the fused path applies.
+
+    The default (None) picks it where it is exact and costs no host sync: the quadratic
+    energy, a scalar mass, lr/friction/mass as numbers or CPU tensors, floating-point
+    parameters on a ``FUSED_DEVICES`` device, and no ``foreach`` asked for.
+    """
+    fused = group["fused"]
+    if fused is not None:
+        return fused
+    return (
+        group["foreach"] is None
+        and _fusable(group)
+        and _on_host(group["lr"])
+        and _on_host(group["friction"])
+        and _on_host(group["mass"])
+        and first.device.type in FUSED_DEVICES
+        and first.is_floating_point()
+    )
+
+
 # ------------------------------------------------------------------------------ optimizer
-class PHS(Optimizer):
+class PHS(PHSBase):
     r"""Port-Hamiltonian momentum SGD: a heavy ball with mass and friction.
 
     Continuous system (the module docstring has the discrete schemes):
@@ -212,12 +232,16 @@ class PHS(Optimizer):
             ``"momentum"`` (p' = −γp, conformal Hamiltonian, x = αγ).
         weight_decay: coupled L2 penalty λ, added to the gradient as in torch SGD.
         maximize: ascend instead of descend.
-        foreach: use the multi-tensor (``torch._foreach_*``) path (default) or the
+        foreach: use the multi-tensor (``torch._foreach_*``) path, or (False) the
             per-tensor reference path.
+        fused: take the step with torch's fused SGD kernel, the momentum p as the kernel's
+            buffer (quadratic φ, a scalar mass, CPU parameters). None (default) picks it
+            where it applies; see docs/optimizer.md, "The fused path".
 
     Raises:
         ValueError: a value out of range or an unknown name; an explicit scheme with
-            x > 2 (at construction, and at a step after a friction change).
+            x > 2 (at construction, and at a step after a friction change);
+            ``fused=True`` where the fused step does not apply.
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -226,6 +250,13 @@ class PHS(Optimizer):
         >>> opt.step()
         >>> opt.param_groups[0]["friction"] *= 50  # brake: momentum factor μ -> μ**50
     """
+
+    _key_defaults: ClassVar[dict[str, object]] = {
+        "scheme": "conformal",
+        **SHARED_KEY_DEFAULTS,
+        "foreach": None,
+        "fused": None,
+    }
 
     def __init__(
         self,
@@ -239,6 +270,7 @@ class PHS(Optimizer):
         weight_decay: float = 0.0,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -250,66 +282,39 @@ class PHS(Optimizer):
             weight_decay=weight_decay,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
+        self._scratch = Scratch()  # the foreach path's temporaries, reused over steps
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, checking its hyperparameters (the ones it sets or inherits)."""
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            _check_group(group)
-        except (ValueError, TypeError):
-            self.param_groups.pop()
-            raise
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        for group in self.param_groups:
-            # Checkpoints from before a key existed load with its default.
-            group.setdefault("scheme", "conformal")
-            group.setdefault("kinetic", "quadratic")
-            group.setdefault("friction_on", "velocity")
-            group.setdefault("weight_decay", 0.0)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
+        if not hasattr(self, "_scratch"):  # unpickled: the pool is not part of the state
+            self._scratch = Scratch()
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state, moving tensor hyperparameters to each group's device."""
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            device = group["params"][0].device
-            for key in ("lr", "friction"):
-                if isinstance(group[key], Tensor):
-                    group[key] = group[key].to(device)
-            mass = group["mass"]
-            if isinstance(mass, Tensor):
-                group["mass"] = mass.to(device)
-            elif isinstance(mass, (list, tuple)):
-                group["mass"] = [m.to(p.device) for m, p in zip(mass, group["params"], strict=True)]
+    def _check_scheme(self, group: dict[str, Any]) -> None:
+        one_of("scheme", group["scheme"], SCHEMES)
+
+    def _check_extra(self, group: dict[str, Any]) -> None:
+        _check_stable(group)
+        _check_fused(group)
+
+    def _factor_scheme(self, group: dict[str, Any]) -> str:
+        return group["scheme"]
 
     def _init_group(
         self, group: dict[str, Any]
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Mass]:
-        params, grads, momenta, masses = [], [], [], []
-        per_parameter = isinstance(group["mass"], list)
-        for i, p in enumerate(group["params"]):
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError(
-                    f"PHS does not support sparse gradients (parameter of shape {tuple(p.shape)}); "
-                    "use a dense gradient, e.g. nn.Embedding(sparse=False)"
-                )
-            state = self.state[p]
-            if "momentum" not in state:
-                state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            momenta.append(state["momentum"])
-            if per_parameter:
-                masses.append(group["mass"][i])
-        return params, grads, momenta, (masses if per_parameter else group["mass"])
+        index, params = self._with_grad(group)
+        grads = [p.grad for p in params]
+        momenta = [self._momentum(p) for p in params]
+        mass = group["mass"]
+        return (
+            params,
+            grads,
+            momenta,
+            ([mass[i] for i in index] if isinstance(mass, list) else mass),
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -344,121 +349,15 @@ class PHS(Optimizer):
                 weight_decay=group["weight_decay"],
                 maximize=group["maximize"],
                 foreach=group["foreach"],
+                fused=_use_fused(group, params[0]),
+                scratch=self._scratch,
             )
         return loss
 
-    # ---------------------------------------------------------------------- monitoring
-    def _momenta(self, group: dict[str, Any]) -> tuple[list[Tensor], Mass]:
-        momenta, masses = [], []
-        per_parameter = isinstance(group["mass"], list)
-        for i, p in enumerate(group["params"]):
-            state = self.state.get(p)
-            if state and "momentum" in state:
-                momenta.append(state["momentum"])
-                if per_parameter:
-                    masses.append(group["mass"][i])
-        return momenta, (masses if per_parameter else group["mass"])
-
-    def _per_group(
-        self, fn: Callable[[dict[str, Any], list[Tensor], Mass], Tensor], group: int | None
-    ) -> Tensor:
-        groups = self.param_groups if group is None else [self.param_groups[group]]
-        values = []
-        for g in groups:
-            momenta, mass = self._momenta(g)
-            if momenta:
-                values.append(fn(g, momenta, mass))
-            else:
-                values.append(
-                    torch.zeros((), device=g["params"][0].device, dtype=g["params"][0].dtype)
-                )
-        device = values[0].device
-        return torch.stack([v.to(device) for v in values]).sum()
-
-    def kinetic_energy(self, group: int | None = None) -> Tensor:
-        """φ(p) of one param group, or summed over all groups, as a 0-d tensor (no sync)."""
-        return self._per_group(lambda g, ps, m: get_kinetic(g["kinetic"]).value(ps, m), group)
-
-    def dissipation_power(self, group: int | None = None) -> Tensor:
-        """γ ⟨∇φ(p), F(p)⟩ = −dH/dt from friction, per group or summed (0-d tensor)."""
-
-        def power(g: dict[str, Any], momenta: list[Tensor], mass: Mass) -> Tensor:
-            velocity = get_kinetic(g["kinetic"]).grad(momenta, mass)
-            force = velocity if g["friction_on"] == "velocity" else momenta
-            dots = [
-                torch.vdot(v.flatten(), f.flatten()) for v, f in zip(velocity, force, strict=True)
-            ]
-            return g["friction"] * torch.stack(dots).sum()
-
-        return self._per_group(power, group)
-
-    def momentum_factor(self, group: int = 0) -> Tensor:
-        """μ of p⁺ = μ p − b g for the group's scheme at the current friction (0-d tensor).
-
-        For an elementwise friction rate (a per-parameter mass, or a kinetic energy whose
-        mobility varies by element) this is the mean factor over all elements.
-        """
-        g = self.param_groups[group]
-        momenta, mass = self._momenta(g)
-        if not momenta:  # before the first step: the factor at p = 0
-            momenta = [torch.zeros_like(p) for p in g["params"]]
-            mass = g["mass"] if not isinstance(g["mass"], list) else list(g["mass"])
-        c = _friction_rate(momenta, mass, get_kinetic(g["kinetic"]), g["friction_on"])
-        a, _ = _rate_coefficients(g["scheme"], c, g["lr"], g["friction"])
-        device = momenta[0].device
-        if isinstance(a, list):
-            total = sum(ai.expand_as(p).sum() for ai, p in zip(a, momenta, strict=True))
-            return total / sum(p.numel() for p in momenta)
-        return torch.as_tensor(a, device=device, dtype=momenta[0].dtype)
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    _check_number("learning rate", group["lr"], positive=True)
-    _check_number("friction", group["friction"], positive=False)
-    _check_number("weight_decay", group["weight_decay"], positive=False)
-    _one_of("scheme", group["scheme"], SCHEMES)
-    _one_of("friction_on", group["friction_on"], FRICTION_CONVENTIONS)
-    kinetic = get_kinetic(group["kinetic"])
-    group["mass"] = _normalize_mass(group["mass"], group["params"])
-    kinetic.check_mass(group["mass"])
-    _check_stable(group)
-
 
 # ------------------------------------------------------------------------------ the math
-def _friction_rate(
-    momenta: Sequence[Tensor], mass: Mass, kinetic: KineticEnergy, friction_on: str
-) -> Mobility:
-    """c in F(p) = c ⊙ p: the mobility s(p) for velocity friction, 1 for momentum friction."""
-    return 1.0 if friction_on == "momentum" else kinetic.mobility(momenta, mass)
-
-
-def _exp_neg(x: Number) -> Number:
-    return torch.exp(-x) if isinstance(x, Tensor) else math.exp(-x)
-
-
-def _coefficients(scheme: str, x: Number, lr: Number) -> tuple[Number, Number]:
-    """(a, b) of the momentum update p⁺ = a p − b g at friction rate x."""
-    if scheme in EXPLICIT_SCHEMES:
-        return 1.0 - x, lr  # explicit Euler on the friction
-    if scheme in ("conformal", "nesterov"):
-        return _exp_neg(x), lr  # the friction flow p' = −(x/α) p solved exactly
-    if scheme == "stormer_verlet":  # trapezoidal friction, p⁺ − p = −α g − (x/2)(p + p⁺)
-        return (2.0 - x) / (2.0 + x), 2.0 * lr / (2.0 + x)
-    raise ValueError(f"Invalid scheme value: {scheme!r} (must be one of {', '.join(SCHEMES)})")
-
-
-def _rate_coefficients(scheme: str, c: Mobility, lr: Number, friction: Number) -> tuple[Coef, Coef]:
-    """(a, b) for the group: numbers or 0-d tensors, or one tensor per parameter."""
-    if isinstance(c, list):
-        pairs = [_coefficients(scheme, lr * friction * ci, lr) for ci in c]
-        b = [b for _, b in pairs]
-        # b depends on x only for stormer_verlet; elsewhere it is lr, one number for all.
-        return [a for a, _ in pairs], (b if isinstance(b[0], Tensor) else b[0])
-    return _coefficients(scheme, lr * friction * c, lr)
-
-
-def _times(k: Number, c: Mobility) -> Coef:
-    return [k * ci for ci in c] if isinstance(c, list) else k * c
+def _times(k: Number, c: Mobility, scratch: Scratch | None = None) -> Coef:
+    return product(c, k, scratch) if isinstance(c, list) else k * c
 
 
 def _add_scaled_(dst: list[Tensor], src: list[Tensor], coef: Coef) -> None:
@@ -486,8 +385,8 @@ def _mul(x: Coef, y: Coef) -> Coef:
     return x * y
 
 
-def _neg(coef: Coef) -> Coef:
-    return [-c for c in coef] if isinstance(coef, list) else -coef
+def _neg(coef: Coef, scratch: Scratch | None = None) -> Coef:
+    return product(coef, -1.0, scratch) if isinstance(coef, list) else -coef
 
 
 def phs(
@@ -504,12 +403,26 @@ def phs(
     weight_decay: float = 0.0,
     maximize: bool = False,
     foreach: bool | None = None,
+    fused: bool | None = None,
+    scratch: Scratch | None = None,
 ) -> None:
     """Functional PHS step: updates ``params`` and ``momenta`` in place.
 
     See :class:`PHS` for the arguments and the module docstring for the equations.
+    ``fused=True`` takes the step with torch's fused SGD kernel (quadratic φ, scalar mass);
+    None means False here (the class picks the default). ``scratch``: a pool the foreach
+    path takes its temporaries from (and releases at the end), reused over steps.
     """
-    fn = _single_tensor_phs if foreach is False else _multi_tensor_phs
+    if fused:
+        scalars = _fused_scalars(scheme, lr, friction, mass, friction_on)
+        if scalars is not None:
+            for ps, gs, bufs in _by_device_and_dtype(params, grads, momenta):
+                _fused_phs(ps, gs, bufs, scheme, *scalars, weight_decay, maximize)
+            return
+    if foreach is False:
+        fn = _single_tensor_phs
+    else:  # also a fused step whose momentum factor is 0 (the kernel skips its buffer)
+        fn = partial(_multi_tensor_phs, scratch=scratch)
     fn(
         params,
         grads,
@@ -523,6 +436,8 @@ def phs(
         weight_decay=weight_decay,
         maximize=maximize,
     )
+    if scratch is not None:
+        scratch.release()
 
 
 def _multi_tensor_phs(
@@ -538,30 +453,49 @@ def _multi_tensor_phs(
     friction_on: str,
     weight_decay: float,
     maximize: bool,
+    scratch: Scratch | None = None,
 ) -> None:
-    if maximize:
-        grads = torch._foreach_neg(grads)
+    if maximize or weight_decay != 0:
+        grads = product(grads, -1.0 if maximize else 1.0, scratch)
     if weight_decay != 0:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)  # coupled, as SGD
+        torch._foreach_add_(grads, params, alpha=weight_decay)  # coupled, as SGD
 
-    c = _friction_rate(momenta, mass, kinetic, friction_on)
-    a, b = _rate_coefficients(scheme, c, lr, friction)
+    c = friction_rate(momenta, mass, kinetic, friction_on, scratch)
+    a, b = rate_coefficients(scheme, c, lr, friction, scratch)
     if scheme == "euler":  # eq. (2) read literally: θ moves with the old momentum
-        s_old = c if friction_on == "velocity" else kinetic.mobility(momenta, mass)
-        _add_scaled_(params, momenta, _times(lr, s_old))
+        s_old = c if friction_on == "velocity" else kinetic._mobility(momenta, mass, scratch)
+        _add_scaled_(params, momenta, _times(lr, s_old, scratch))
     torch._foreach_mul_(momenta, a)
-    _add_scaled_(momenta, grads, _neg(b))
+    _add_scaled_(momenta, grads, _neg(b, scratch))
     if scheme == "nesterov" and isinstance(kinetic, Quadratic):
         # s = 1/m does not depend on p: θ += α s (a p⁺ − b g) as two axpys, no temporary.
         s = _times(lr, c if friction_on == "velocity" else kinetic.mobility(momenta, mass))
         _add_scaled_(params, momenta, _mul(a, s))
         _add_scaled_(params, grads, _neg(_mul(b, s)))
     elif scheme == "nesterov":  # look-ahead momentum p̂ = μ p⁺ − α g
-        ahead = torch._foreach_mul(momenta, a)
-        _add_scaled_(ahead, grads, _neg(b))
-        _add_scaled_(params, ahead, _times(lr, kinetic.mobility(ahead, mass)))
+        ahead = product(momenta, a, scratch)
+        _add_scaled_(ahead, grads, _neg(b, scratch))
+        _move(params, ahead, lr, kinetic, mass, scratch)  # θ += α ∇φ(p̂)
     elif scheme != "euler":
-        _add_scaled_(params, momenta, _times(lr, kinetic.mobility(momenta, mass)))
+        _move(params, momenta, lr, kinetic, mass, scratch)  # θ += α ∇φ(p⁺)
+
+
+def _move(
+    params: list[Tensor],
+    momenta: list[Tensor],
+    lr: Number,
+    kinetic: KineticEnergy,
+    mass: Mass,
+    scratch: Scratch | None,
+) -> None:
+    """θ += α ∇φ(p): through ∇φ's closed form where the energy has one, else α s(p) ⊙ p
+    (one axpy for a group-wide mobility, no temporary)."""
+    if kinetic.closed_form_grad:
+        _add_scaled_(params, kinetic._grad(momenta, mass, scratch), lr)
+    else:
+        _add_scaled_(
+            params, momenta, _times(lr, kinetic._mobility(momenta, mass, scratch), scratch)
+        )
 
 
 def _single_tensor_phs(
@@ -591,7 +525,7 @@ def _single_tensor_phs(
     s_old = each(kinetic.mobility(momenta, mass))
     rate = s_old if friction_on == "velocity" else [1.0] * n
     for i in range(n):
-        a, b = _coefficients(scheme, lr * friction * rate[i], lr)
+        a, b = coefficients(scheme, lr * friction * rate[i], lr)
         if scheme == "euler":
             params[i].add_(lr * s_old[i] * momenta[i])
         momenta[i].mul_(a).sub_(b * g[i])
@@ -600,10 +534,108 @@ def _single_tensor_phs(
     if scheme == "nesterov":
         ahead = []
         for i in range(n):
-            a, b = _coefficients(scheme, lr * friction * rate[i], lr)
+            a, b = coefficients(scheme, lr * friction * rate[i], lr)
             ahead.append(a * momenta[i] - b * g[i])
     else:
         ahead = momenta
     s_new = each(kinetic.mobility(ahead, mass))
     for i in range(n):
         params[i].add_(lr * s_new[i] * ahead[i])
+
+
+def _fused_scalars(
+    scheme: str, lr: Number, friction: Number, mass: Mass, friction_on: str
+) -> tuple[float, float, float] | None:
+    """(a, b, α/m) of the fused step as numbers, or None where a = 0 exactly.
+
+    At momentum 0 torch's kernel leaves its buffer alone, so p⁺ = −b g' (x = 1 for
+    ``symplectic_euler``, x = 2 for ``stormer_verlet``, e^(−x) underflowing) goes the
+    foreach way; ``euler`` uses no buffer. Tensor lr/friction/mass are read as numbers
+    (a host sync on a GPU; ``fused=None`` does not pick this path then).
+    """
+    alpha, gamma, m = as_float(lr), as_float(friction), as_float(mass)
+    x = alpha * gamma / m if friction_on == "velocity" else alpha * gamma
+    a, b = coefficients(scheme, x, alpha)
+    if a == 0.0 and scheme != "euler":
+        return None
+    return float(a), float(b), alpha / m
+
+
+def _by_device_and_dtype(
+    params: list[Tensor], grads: list[Tensor], momenta: list[Tensor]
+) -> list[tuple[list[Tensor], list[Tensor], list[Tensor]]]:
+    """The kernel takes one device and dtype per call; most groups have one of each."""
+    first = params[0]
+    dtype, device = first.dtype, first.device
+    if all(p.dtype is dtype for p in params) and all(p.device == device for p in params):
+        return [(params, grads, momenta)]
+    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, momenta])
+    return [tuple(lists) for lists, _ in grouped.values()]  # type: ignore[misc]
+
+
+def _fused_phs(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momenta: list[Tensor],
+    scheme: str,
+    a: float,
+    b: float,
+    speed: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    r"""The quadratic step through torch's fused SGD kernel, the momentum p as its buffer.
+
+    One device and dtype; ``speed`` = α/m. The kernel computes, per element, with
+    g' = ±g + λθ:
+
+    .. math::
+
+        \mathrm{buf}^+ = μ\,\mathrm{buf} + (1 - d)\,g', \qquad θ^+ = θ - η\,\mathrm{buf}^+
+
+    With buf = p, μ = a, d = 1 + b and η = −α/m this is p⁺ = a p − b g',
+    θ⁺ = θ + (α/m) p⁺: the ``symplectic_euler``, ``conformal`` and ``stormer_verlet`` steps
+    in one pass over (θ, g, p). No coordinate change is stored, so a brake, a scheduler's
+    lr or a new mass takes effect at the next step exactly as on the foreach path.
+    ``nesterov`` adds the look-ahead's −(α/m) b g' as a second call (η = (α/m) b, no
+    momentum); ``euler`` moves θ with the old p first (SGD on θ with p as its gradient),
+    then p (SGD on p with weight decay (1 − a)/b).
+    """
+    if weight_decay and scheme in ("euler", "nesterov"):
+        # Their second call reads θ after the first moved it: λθ_k goes in beforehand.
+        signed = torch._foreach_neg(grads) if maximize else grads
+        grads = torch._foreach_add(signed, params, alpha=weight_decay)
+        weight_decay, maximize = 0.0, False
+    if scheme == "euler":  # θ⁺ = θ + (α/m) p, then p⁺ = p − b (g' + ((1 − a)/b) p)
+        _kernel(params, momenta, [], 0.0, 0.0, -speed, 0.0, False)
+        _kernel(momenta, grads, [], (1.0 - a) / b, 0.0, b, 0.0, maximize)
+        return
+    lr = -speed * a if scheme == "nesterov" else -speed
+    _kernel(params, grads, momenta, weight_decay, a, lr, 1.0 + b, maximize)
+    if scheme == "nesterov":  # θ⁺ = θ + (α/m)(a p⁺ − b g'): the look-ahead's −(α/m) b g'
+        _kernel(params, grads, [], 0.0, 0.0, speed * b, 0.0, maximize)
+
+
+def _kernel(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor],
+    weight_decay: float,
+    momentum: float,
+    lr: float,
+    dampening: float,
+    maximize: bool,
+) -> None:
+    """torch's fused SGD step: buf⁺ = μ buf + (1 − d) g', θ⁺ = θ − η buf⁺ (η g' at μ = 0)."""
+    torch._fused_sgd_(
+        params,
+        grads,
+        buffers,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        lr=lr,
+        dampening=dampening,
+        nesterov=False,
+        maximize=maximize,
+        is_first_step=False,
+    )

@@ -161,7 +161,15 @@ def test_old_state_without_new_keys_loads_with_defaults() -> None:
     _train(model, opt, [x])
     state = opt.state_dict()
     for group in state["param_groups"]:
-        for key in ("scheme", "kinetic", "friction_on", "weight_decay", "maximize", "foreach"):
+        for key in (
+            "scheme",
+            "kinetic",
+            "friction_on",
+            "weight_decay",
+            "maximize",
+            "foreach",
+            "fused",
+        ):
             del group[key]
     # Loading replaces the groups: the missing keys take the defaults, not these.
     fresh = PHS(
@@ -179,6 +187,7 @@ def test_old_state_without_new_keys_loads_with_defaults() -> None:
         "velocity",
     )
     assert (group["weight_decay"], group["maximize"], group["foreach"]) == (0.0, False, None)
+    assert group["fused"] is None
     fresh.step()  # and it steps
 
 

@@ -1,7 +1,8 @@
 """One step of each scheme against its closed form, from random (θ, p, g).
 
 x = αγ/m (friction on the velocity) or αγ (on the momentum); per-element masses make x
-element-wise. The closed forms are the ones in DESIGN.md §1 and the phs module docstring.
+element-wise. The closed forms are the ones in docs/design.md ("Discrete schemes") and
+the phs module docstring.
 """
 
 from __future__ import annotations

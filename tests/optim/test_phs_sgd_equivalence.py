@@ -9,7 +9,8 @@ A scheme whose momentum update reads p⁺ = μ p − α g and whose position upd
 
 with x = αγ/m (friction on the velocity) or x = αγ (friction on the momentum, where the
 mass only scales the step). Both follow the same trajectory for 100 steps of a smooth
-non-convex loss, in float64, with weight decay and maximize too.
+non-convex loss, in float64, with weight decay and maximize too, on every path (foreach,
+for-loop, and fused beside torch's fused SGD).
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ OPTIONS = [  # weight_decay, maximize
 ]
 
 
-@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "for-loop"])
+#: The PHS path, and the torch SGD path it is compared with.
+PATHS = {
+    "foreach": ({"foreach": True}, {"foreach": True}),
+    "for-loop": ({"foreach": False}, {"foreach": False}),
+    "fused": ({"fused": True}, {"fused": True}),
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize(("weight_decay", "maximize"), OPTIONS, ids=lambda v: str(v))
 @pytest.mark.parametrize(
     ("scheme", "friction_on", "mu", "nesterov"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES]
@@ -53,8 +62,9 @@ def test_equals_sgd_step_for_step(
     nesterov: bool,
     weight_decay: float,
     maximize: bool,
-    foreach: bool,
+    path: str,
 ) -> None:
+    ours_path, their_path = PATHS[path]
     ours = make_params()
     theirs = clone_params(ours)
     phs = PHS(
@@ -66,7 +76,7 @@ def test_equals_sgd_step_for_step(
         friction_on=friction_on,
         weight_decay=weight_decay,
         maximize=maximize,
-        foreach=foreach,
+        **ours_path,
     )
     sgd = torch.optim.SGD(
         theirs,
@@ -76,7 +86,7 @@ def test_equals_sgd_step_for_step(
         nesterov=nesterov,
         weight_decay=weight_decay,
         maximize=maximize,
-        foreach=foreach,
+        **their_path,
     )
     # Maximizing the loss runs away; a small loss scale keeps the trajectory bounded.
     sign = -0.01 if maximize else 1.0
