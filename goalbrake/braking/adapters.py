@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from goalbrake.braking.decisions import Brake, Decision, NewBest, Release, RestoreBest
-from goalbrake.optim.phs import PHS
+from goalbrake.optim.base import PHSBase
 from goalbrake.optim.sgd import sgd_braked_momentum, sgd_friction_rate
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: What :func:`friction_adapter` accepts, as its error message says it.
-SUPPORTED = "goalbrake.PHS and torch.optim.SGD with momentum > 0"
+SUPPORTED = "goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with momentum > 0"
 
 Value = float | Tensor
 
@@ -215,7 +215,7 @@ def friction_adapter(optimizer: Any) -> FrictionAdapter:
     inner = getattr(optimizer, "optimizer", None)
     if isinstance(inner, Optimizer) and not isinstance(optimizer, Optimizer):
         optimizer = inner
-    if isinstance(optimizer, PHS):
+    if isinstance(optimizer, PHSBase):
         return PHSFriction(optimizer)
     if isinstance(optimizer, torch.optim.SGD):
         for g in optimizer.param_groups:
