@@ -2,7 +2,8 @@
 
 ``PHS`` is the optimizer (a heavy ball with mass and friction), ``GoalBrake`` multiplies
 its friction once the training loss reaches a goal, and ``EnergyMonitor`` logs the energy
-of the system for TensorBoard. The callbacks are for ``lightning.pytorch`` Trainers; the
+of the system for TensorBoard, and ``HParamsLogger`` writes a run's settings and results
+for TensorBoard's HParams tab. The callbacks are for ``lightning.pytorch`` Trainers; the
 same classes for ``pytorch_lightning`` Trainers are in :mod:`goalbrake.pytorch_lightning`.
 """
 
@@ -13,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 from goalbrake.optim import PHS
 
 if TYPE_CHECKING:
-    from goalbrake.callbacks import EnergyMonitor, GoalBrake
+    from goalbrake.callbacks import EnergyMonitor, GoalBrake, HParamsLogger
 
-__all__ = ["PHS", "EnergyMonitor", "GoalBrake"]
+__all__ = ["PHS", "EnergyMonitor", "GoalBrake", "HParamsLogger"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     # The callbacks import Lightning; load them on first use so `import goalbrake` stays light.
-    if name in ("GoalBrake", "EnergyMonitor"):
+    if name in ("GoalBrake", "EnergyMonitor", "HParamsLogger"):
         from goalbrake import callbacks
 
         return getattr(callbacks, name)

@@ -10,8 +10,9 @@ import lightning.pytorch as pl
 
 from goalbrake.callbacks.energy_monitor import EnergyMonitorBase
 from goalbrake.callbacks.goal_brake import GoalBrakeBase
+from goalbrake.callbacks.hparams import HParamsLoggerBase
 
-__all__ = ["EnergyMonitor", "GoalBrake"]
+__all__ = ["EnergyMonitor", "GoalBrake", "HParamsLogger"]
 
 
 class GoalBrake(GoalBrakeBase, pl.Callback):
@@ -20,3 +21,7 @@ class GoalBrake(GoalBrakeBase, pl.Callback):
 
 class EnergyMonitor(EnergyMonitorBase, pl.Callback):
     __doc__ = EnergyMonitorBase.__doc__
+
+
+class HParamsLogger(HParamsLoggerBase, pl.Callback):
+    __doc__ = HParamsLoggerBase.__doc__
