@@ -34,28 +34,35 @@ __all__ = ["ENERGY_LAYOUT", "EnergyMonitorBase"]
 Scalar = float | Tensor
 
 #: The TensorBoard custom-scalars layout written at fit start:
-#: ``{category: {chart title: ["Multiline", [tag regex, ...]]}}``. TensorBoard matches each
-#: regex with ``re.match`` against every scalar tag of every run, so the regexes are
-#: anchored at both ends and accept the ``/group{i}`` suffix of multi-group optimizers and
-#: the ``_step``/``_epoch`` suffixes Lightning adds to metrics logged both ways.
+#: ``{category: {chart title: ["Multiline", [tag regex, ...]]}}``, in the order the Custom
+#: Scalars dashboard shows them: what a run did first (loss and accuracy), then the brake,
+#: then the energy. Each trace appears once: ``energy/potential`` (the same values as
+#: ``train/loss``) and ``brake/friction`` (the same as ``optim/friction`` for PHS; for a torch
+#: SGD the brake shows in μ) are logged but not charted again. TensorBoard matches each regex
+#: with ``re.match`` against every scalar tag of every run, so the regexes are anchored at
+#: both ends and accept the ``/group{i}`` suffix of multi-group optimizers and the
+#: ``_step``/``_epoch`` suffixes Lightning adds to metrics logged both ways.
 ENERGY_LAYOUT: dict[str, dict[str, list[Any]]] = {
-    "Energy": {
-        "H = L + φ(p): potential, kinetic, total": [
+    "Loss and accuracy": {
+        "Loss per epoch (val; train where logged per epoch)": [
             "Multiline",
-            [r"^energy/(potential|kinetic|total)$"],
+            [r"^val/loss(_epoch)?$", r"^train/loss_epoch$"],
         ],
-        "Kinetic energy φ(p)": ["Multiline", [r"^energy/kinetic$"]],
-        "Dissipation power γ⟨∇φ(p), F(p)⟩ = −dH/dt": ["Multiline", [r"^energy/dissipation$"]],
+        "Accuracy per epoch (train, val)": ["Multiline", [r"^(train|val)/acc(_epoch)?$"]],
+        "Training loss per logged step": ["Multiline", [r"^train/loss(_step)?$"]],
     },
     "Braking": {
-        "Smoothed loss and goal": ["Multiline", [r"^brake/(smoothed_loss|goal_loss)$"]],
-        "Friction γ": ["Multiline", [r"^optim/friction(/group\d+)?$", r"^brake/friction(/.+)?$"]],
+        "Smoothed training loss and goal": [
+            "Multiline",
+            [r"^brake/(smoothed_loss|goal_loss)$"],
+        ],
+        "Friction γ": ["Multiline", [r"^optim/friction(/group\d+)?$"]],
         "Momentum factor μ": ["Multiline", [r"^optim/momentum_factor(/group\d+)?$"]],
-        "Braked (0/1)": ["Multiline", [r"^brake/braked$"]],
     },
-    "Accuracy": {
-        "Accuracy": ["Multiline", [r"^(train|val)/acc(_step|_epoch)?$"]],
-        "Loss": ["Multiline", [r"^(train|val)/loss(_step|_epoch)?$"]],
+    "Energy": {
+        "Total energy H = L + φ(p)": ["Multiline", [r"^energy/total$"]],
+        "Kinetic energy φ(p)": ["Multiline", [r"^energy/kinetic$"]],
+        "Dissipation power γ⟨∇φ(p), F(p)⟩ = −dH/dt": ["Multiline", [r"^energy/dissipation$"]],
     },
 }
 
@@ -207,11 +214,13 @@ class EnergyMonitorBase:
 
     **TensorBoard.** With a logger whose ``experiment`` has ``add_custom_scalars`` (a
     ``TensorBoardLogger``), the callback writes :data:`ENERGY_LAYOUT` once at fit start on
-    rank zero, so the *Custom Scalars* tab opens with the charts *Energy* (potential,
-    kinetic and total in one chart; dissipation), *Braking* (``brake/smoothed_loss`` and
-    ``brake/goal_loss``; ``optim/friction`` and ``brake/friction``; μ; ``brake/braked``,
-    which :class:`~goalbrake.callbacks.GoalBrake` logs) and *Accuracy* (``train/acc``,
-    ``val/acc``; ``train/loss``, ``val/loss``).
+    rank zero. TensorBoard opens on its first dashboard (Time Series, every tag); the layout
+    is the *Custom Scalars* dashboard: *Loss and accuracy* (per-epoch loss and accuracy, the
+    training loss per logged step), *Braking* (``brake/smoothed_loss`` with
+    ``brake/goal_loss``, which :class:`~goalbrake.callbacks.GoalBrake` logs; ``optim/friction``;
+    μ) and *Energy* (``energy/total``, ``energy/kinetic``, ``energy/dissipation``).
+    ``energy/potential`` (equal to ``train/loss``) and ``brake/friction`` (equal to
+    ``optim/friction`` for PHS) are logged but not charted twice.
 
     The quantities are read as 0-d tensors and copied to the host in one transfer, only on
     logging steps and only on rank zero: other steps cost one integer comparison.

@@ -181,12 +181,16 @@ def test_tensorboard_layout(tmp_path: Path) -> None:
     charts = {
         c.title: {ch.title: list(ch.multiline.tag) for ch in c.chart} for c in layout.category
     }
-    assert list(charts) == ["Energy", "Braking", "Accuracy"]
+    assert list(charts) == ["Loss and accuracy", "Braking", "Energy"]
     assert charts == {
         category: {title: tags for title, (kind, tags) in spec.items()}
         for category, spec in ENERGY_LAYOUT.items()
     }
     assert all(kind == "Multiline" for spec in ENERGY_LAYOUT.values() for kind, _ in spec.values())
+
+
+LOSS_ACC = "Loss and accuracy"
+EPOCH_LOSS = "Loss per epoch (val; train where logged per epoch)"
 
 
 def matching_charts(tag: str) -> set[tuple[str, str]]:
@@ -202,30 +206,44 @@ def matching_charts(tag: str) -> set[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("tag", "category", "chart"),
     [
-        ("energy/potential", "Energy", "H = L + φ(p): potential, kinetic, total"),
-        ("energy/kinetic", "Energy", "H = L + φ(p): potential, kinetic, total"),
-        ("energy/total", "Energy", "H = L + φ(p): potential, kinetic, total"),
+        ("energy/total", "Energy", "Total energy H = L + φ(p)"),
+        ("energy/kinetic", "Energy", "Kinetic energy φ(p)"),
         ("energy/dissipation", "Energy", "Dissipation power γ⟨∇φ(p), F(p)⟩ = −dH/dt"),
-        ("brake/smoothed_loss", "Braking", "Smoothed loss and goal"),
-        ("brake/goal_loss", "Braking", "Smoothed loss and goal"),
+        ("brake/smoothed_loss", "Braking", "Smoothed training loss and goal"),
+        ("brake/goal_loss", "Braking", "Smoothed training loss and goal"),
         ("optim/friction", "Braking", "Friction γ"),
         ("optim/friction/group1", "Braking", "Friction γ"),
-        ("brake/friction", "Braking", "Friction γ"),
+        ("optim/momentum_factor", "Braking", "Momentum factor μ"),
         ("optim/momentum_factor/group0", "Braking", "Momentum factor μ"),
-        ("brake/braked", "Braking", "Braked (0/1)"),
-        ("train/acc", "Accuracy", "Accuracy"),
-        ("val/acc", "Accuracy", "Accuracy"),
-        ("train/acc_epoch", "Accuracy", "Accuracy"),
-        ("train/loss", "Accuracy", "Loss"),
-        ("val/loss", "Accuracy", "Loss"),
+        ("train/acc", LOSS_ACC, "Accuracy per epoch (train, val)"),
+        ("val/acc", LOSS_ACC, "Accuracy per epoch (train, val)"),
+        ("train/acc_epoch", LOSS_ACC, "Accuracy per epoch (train, val)"),
+        ("val/loss", LOSS_ACC, EPOCH_LOSS),
+        ("val/loss_epoch", LOSS_ACC, EPOCH_LOSS),
+        ("train/loss_epoch", LOSS_ACC, EPOCH_LOSS),
+        ("train/loss", LOSS_ACC, "Training loss per logged step"),
+        ("train/loss_step", LOSS_ACC, "Training loss per logged step"),
     ],
 )
 def test_layout_regexes_match_tags(tag: str, category: str, chart: str) -> None:
-    assert (category, chart) in matching_charts(tag)
+    assert matching_charts(tag) == {(category, chart)}  # each trace in one chart only
 
 
 @pytest.mark.parametrize(
-    "tag", ["energy/kinetic_x", "optim/frictionless", "test/acc", "val/acc_top5", "lr-PHS"]
+    "tag",
+    [
+        "energy/kinetic_x",
+        "optim/frictionless",
+        "test/acc",
+        "val/acc_top5",
+        "lr-PHS",
+        # duplicates of charted traces: train/loss, optim/friction (PHS) or μ (SGD)
+        "energy/potential",
+        "brake/friction",
+        "brake/friction/group1",
+        # a step of the friction chart
+        "brake/braked",
+    ],
 )
 def test_layout_regexes_reject_other_tags(tag: str) -> None:
     assert not matching_charts(tag)
@@ -319,7 +337,7 @@ def test_pytorch_lightning_trainer_logs_the_same_series(tmp_path: Path) -> None:
     for tag in (*ENERGY_TAGS, "optim/friction", "optim/momentum_factor"):
         assert sorted(got[tag]) == [1, 3, 5]
         assert got[tag] == pytest.approx(expected[tag], rel=1e-6), tag
-    assert [c.title for c in read_layout(acc).category] == ["Energy", "Braking", "Accuracy"]
+    assert [c.title for c in read_layout(acc).category] == list(ENERGY_LAYOUT)
 
 
 def test_gradient_accumulation_logs_the_unscaled_loss_once_per_update(tmp_path: Path) -> None:
