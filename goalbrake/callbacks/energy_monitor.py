@@ -44,7 +44,7 @@ Scalar = float | Tensor
 #: ``_step``/``_epoch`` suffixes Lightning adds to metrics logged both ways.
 ENERGY_LAYOUT: dict[str, dict[str, list[Any]]] = {
     "Loss and accuracy": {
-        "Loss per epoch (val; train where logged per epoch)": [
+        "Loss per epoch": [
             "Multiline",
             [r"^val/loss(_epoch)?$", r"^train/loss_epoch$"],
         ],

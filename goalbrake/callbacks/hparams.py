@@ -39,10 +39,11 @@ OPTIMIZER_KEYS: tuple[str, ...] = (
     "kinetic",
     "weight_decay",
 )
-#: GoalBrake's hparams (NaN or "" without a GoalBrake).
+#: GoalBrake's hparams (NaN or "" without a GoalBrake). A clock trigger's step is
+#: ``brake_step`` with ``mode="at_step"``: no ``at_step`` column takes one of the five
+#: columns TensorBoard shows by default (the first five names, alphabetically).
 BRAKE_KEYS: tuple[str, ...] = (
     "goal",
-    "at_step",
     "factor",
     "mode",
     "brake_step",
@@ -94,7 +95,6 @@ def brake_hparams(brake: GoalBrakeBase | None) -> dict[str, HParam]:
     out["goal"] = NAN if goal is None else float(goal)
     out["factor"] = float(factor)
     out["mode"] = "at_step" if brake.at_step is not None else brake.mode
-    out["at_step"] = NAN if brake.at_step is None else brake.at_step
     out["brake_step"] = NAN if brake.braked_step is None else brake.braked_step
     out["reference_loss"] = NAN if brake.reference_loss is None else brake.reference_loss
     return out
@@ -119,11 +119,13 @@ class HParamsLoggerBase:
       ``lr``, ``momentum`` (μ: SGD's ``momentum``, PHS's ``momentum_factor()``), ``mass``,
       ``friction``, ``scheme``, ``friction_on``, ``kinetic``, ``weight_decay``;
     * the first :class:`~goalbrake.callbacks.GoalBrake` of the Trainer: ``goal`` and
-      ``factor`` (its first stage), ``mode`` (``"at_step"`` for the clock trigger),
-      ``at_step``, and at the end ``brake_step`` and ``reference_loss`` (L₀);
-    * the ``params`` given to the constructor (e.g. a sweep's trial number), and the scalar
-      hyperparameters the module and the datamodule saved (``save_hyperparameters``), keys
-      starting with ``_`` (LightningCLI's ``_instantiator``) left out.
+      ``factor`` (its first stage), ``mode`` (``"at_step"`` for the clock trigger, whose
+      ``at_step`` is the ``brake_step`` once it fired), and at the end ``brake_step`` (the step the
+      first stage fired, NaN if it never did) and ``reference_loss`` (L₀);
+    * the ``params`` given to the constructor (e.g. a sweep's trial number or a data
+      setting to compare by). The module's and the datamodule's ``save_hyperparameters``
+      stay in ``hparams.yaml`` and out of the table, where a dozen data options (``download``,
+      ``drop_last``, …) would push the settings above off screen.
 
     Metrics: ``hp/<monitor>_best`` and ``hp/<monitor>_final`` (with "/" read as "_": for
     the default ``monitor="val/acc"``, ``hp/val_acc_best`` and ``hp/val_acc_final``) over the
@@ -177,6 +179,7 @@ class HParamsLoggerBase:
         self.final: float | None = None
         self.test: float | None = None
         self._optimizer: dict[str, HParam] = optimizer_hparams(None)
+        self._written: set[int] = set()  # id() of the loggers written to
 
     @property
     def metric_names(self) -> tuple[str, str, str]:
@@ -214,27 +217,29 @@ class HParamsLoggerBase:
     # ---------------------------------------------------------------------------- writing
     def hparams(self, trainer: Any) -> dict[str, HParam]:
         """The hyperparameters as they are now (see the class docstring)."""
-        saved: dict[str, HParam] = {}
-        for owner in (getattr(trainer, "lightning_module", None), _datamodule(trainer)):
-            for key, value in dict(getattr(owner, "hparams", None) or {}).items():
-                if not key.startswith("_") and isinstance(value, bool | int | float | str):
-                    saved[key] = value
-        return {**saved, **self._optimizer, **brake_hparams(_goal_brake(trainer)), **self.params}
+        return {**self._optimizer, **brake_hparams(_goal_brake(trainer)), **self.params}
 
-    def metrics(self) -> dict[str, float]:
-        """The ``hp/*`` metrics, NaN where not known (yet)."""
-        values = (self.best, self.final, self.test)
-        return {
-            name: NAN if v is None else v for name, v in zip(self.metric_names, values, strict=True)
-        }
+    def metrics(self, known_only: bool = False) -> dict[str, float]:
+        """The ``hp/*`` metrics, NaN where not known (yet), or (``known_only``) left out."""
+        values = zip(self.metric_names, (self.best, self.final, self.test), strict=True)
+        if known_only:
+            return {name: v for name, v in values if v is not None}
+        return {name: NAN if v is None else v for name, v in values}
 
     def write(self, trainer: Any) -> None:
-        """Hand :meth:`hparams` and :meth:`metrics` to every logger of the Trainer."""
+        """Hand :meth:`hparams` and :meth:`metrics` to every logger of the Trainer.
+
+        A logger's first write has every metric (NaN where not known), so TensorBoard's
+        HParams tab lists them all; later writes have only the known ones, so a test after
+        the fit does not overwrite the fit's values.
+        """
         if not getattr(trainer, "is_global_zero", True):
             return
-        params, metrics = self.hparams(trainer), self.metrics()
+        params = self.hparams(trainer)
         step = int(getattr(trainer, "global_step", 0))
         for logger in getattr(trainer, "loggers", ()):
+            metrics = self.metrics(known_only=id(logger) in self._written)
+            self._written.add(id(logger))
             if _takes_metrics(logger):
                 logger.log_hyperparams(params, metrics=metrics, step=step)
             else:
@@ -245,10 +250,6 @@ class HParamsLoggerBase:
 def _metric(trainer: Any, name: str) -> float | None:
     value = (getattr(trainer, "callback_metrics", None) or {}).get(name)
     return None if value is None else float(value)
-
-
-def _datamodule(trainer: Any) -> object | None:
-    return getattr(trainer, "datamodule", None)
 
 
 def _goal_brake(trainer: Any) -> GoalBrakeBase | None:

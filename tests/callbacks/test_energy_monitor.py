@@ -190,7 +190,7 @@ def test_tensorboard_layout(tmp_path: Path) -> None:
 
 
 LOSS_ACC = "Loss and accuracy"
-EPOCH_LOSS = "Loss per epoch (val; train where logged per epoch)"
+EPOCH_LOSS = "Loss per epoch"
 
 
 def matching_charts(tag: str) -> set[tuple[str, str]]:

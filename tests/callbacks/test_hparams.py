@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from goalbrake import PHS
 from goalbrake.callbacks import GoalBrake, HParamsLogger
+from goalbrake.callbacks.hparams import BRAKE_KEYS, OPTIMIZER_KEYS
 
 VAL_ACCS = [0.5, 0.75, 0.625]  # scripted per validation: best 0.75, final 0.625
 TEST_ACC = 0.875
@@ -120,15 +121,16 @@ def test_a_braking_fit_and_its_test_fill_one_hparams_row(tmp_path: Path) -> None
         "momentum",
         "quadratic",
     )
-    assert (params["mode"], params["at_step"], params["factor"]) == ("at_step", 5, 50.0)
-    assert params["brake_step"] == brake.braked_step == 5
+    assert (params["mode"], params["factor"]) == ("at_step", 50.0)
+    assert params["brake_step"] == brake.braked_step == 5  # the clock trigger's at_step
     assert math.isnan(params["goal"]) and math.isnan(params["reference_loss"])
-    assert params["width"] == 4  # the module's saved hyperparameters
-    assert not [k for k in params if k.startswith("_")]
+    # The module's save_hyperparameters (and LightningCLI's _instantiator) stay out.
+    assert sorted(params) == sorted(OPTIMIZER_KEYS + BRAKE_KEYS)
 
     run.test(model)
     params_after, tags_after, last = read_hparams(run.logger.log_dir)
     assert last["hp/test_acc"] == TEST_ACC
+    assert last["hp/val_acc_best"] == 0.75  # the test's write leaves the fit's values
     assert (repr(params_after), tags_after) == (repr(params), tags)  # repr: NaN != NaN
 
 
@@ -139,7 +141,6 @@ def test_goal_brake_logs_goal_mode_and_reference_loss(tmp_path: Path) -> None:
     run.fit(Classifier())
     params, _, _ = read_hparams(run.logger.log_dir)
     assert (params["goal"], params["factor"], params["mode"]) == (0.99, 10.0, "remaining")
-    assert math.isnan(params["at_step"])
     assert params["reference_loss"] == pytest.approx(brake.reference_loss)
     assert brake.braked_step is not None and params["brake_step"] == brake.braked_step
 
@@ -175,6 +176,15 @@ def test_a_logger_without_metrics_gets_params_and_metrics_apart(tmp_path: Path) 
     with open(Path(run.logger.log_dir) / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("hp/val_acc_best")]
     assert float(rows[-1]["hp/val_acc_best"]) == 0.75
+
+
+def test_a_test_alone_writes_its_row(tmp_path: Path) -> None:
+    run = trainer(tmp_path, [HParamsLogger()])
+    run.test(Classifier())
+    params, tags, last = read_hparams(run.logger.log_dir)
+    assert tags == ["hp/val_acc_best", "hp/val_acc_final", "hp/test_acc"]
+    assert last["hp/test_acc"] == TEST_ACC and math.isnan(last["hp/val_acc_best"])
+    assert params["optimizer"] == ""  # trainer.test sets up no optimizer
 
 
 def test_monitor_min_and_custom_names(tmp_path: Path) -> None:
