@@ -189,6 +189,31 @@ def _use_fused(group: dict[str, Any], first: Tensor) -> bool:
     )
 
 
+def _check_fixed_momentum(group: dict[str, Any]) -> None:
+    """``fixed_momentum`` is a bool; a group that has it on records its lr as friction_lr."""
+    fixed = group["fixed_momentum"]
+    if not isinstance(fixed, bool):
+        raise ValueError(f"Invalid fixed_momentum value: {fixed!r} (must be True or False)")
+    if fixed and "friction_lr" not in group:
+        lr = group["lr"]
+        # A copy: a scheduler sets a tensor lr in place (fill_), which would move it too.
+        group["friction_lr"] = lr.detach().clone() if isinstance(lr, Tensor) else lr
+
+
+def _applied_friction(group: dict[str, Any]) -> Number:
+    """γ the step applies: ``friction``, or with ``fixed_momentum`` friction·friction_lr/lr."""
+    if not group["fixed_momentum"]:
+        return group["friction"]
+    return group["friction"] * group["friction_lr"] / group["lr"]
+
+
+def _applied(group: dict[str, Any]) -> dict[str, Any]:
+    """The group as the step reads it: itself, or a view with the applied friction."""
+    if not group["fixed_momentum"]:
+        return group
+    return {**group, "friction": _applied_friction(group)}
+
+
 # ------------------------------------------------------------------------------ optimizer
 class PHS(PHSBase):
     r"""Port-Hamiltonian momentum SGD: a heavy ball with mass and friction.
@@ -237,6 +262,12 @@ class PHS(PHSBase):
         fused: take the step with torch's fused SGD kernel, the momentum p as the kernel's
             buffer (quadratic φ, a scalar mass, CPU parameters). None (default) picks it
             where it applies; see docs/optimizer.md, "The fused path".
+        fixed_momentum: keep the momentum factor μ when ``lr`` changes (an lr scheduler):
+            the step applies the friction ``friction · friction_lr / lr``, with
+            ``group["friction_lr"]`` the group's lr when it was added, so x = lr·γ·c and μ
+            stay what ``friction`` gives at that lr, while a brake (γ → kγ) still turns μ
+            into μᵏ. Off by default: then shrinking lr also shrinks x and weakens the
+            damping (μ = e^(−x) → 1), which SGD's ``momentum`` does not do.
 
     Raises:
         ValueError: a value out of range or an unknown name; an explicit scheme with
@@ -256,6 +287,7 @@ class PHS(PHSBase):
         **SHARED_KEY_DEFAULTS,
         "foreach": None,
         "fused": None,
+        "fixed_momentum": False,
     }
 
     def __init__(
@@ -271,6 +303,7 @@ class PHS(PHSBase):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
+        fixed_momentum: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -283,6 +316,7 @@ class PHS(PHSBase):
             maximize=maximize,
             foreach=foreach,
             fused=fused,
+            fixed_momentum=fixed_momentum,
         )
         self._scratch = Scratch()  # the foreach path's temporaries, reused over steps
         super().__init__(params, defaults)
@@ -298,6 +332,26 @@ class PHS(PHSBase):
     def _check_extra(self, group: dict[str, Any]) -> None:
         _check_stable(group)
         _check_fused(group)
+        _check_fixed_momentum(group)
+
+    def _per_group(
+        self, fn: Callable[[dict[str, Any], list[Tensor], Mass], Tensor], group: int | None
+    ) -> Tensor:
+        # dissipation_power() reads the friction the step applies (fixed_momentum).
+        return super()._per_group(lambda g, ps, m: fn(_applied(g), ps, m), group)
+
+    def momentum_factor(self, group: int = 0) -> Tensor:
+        g = self.param_groups[group]
+        if not g["fixed_momentum"]:
+            return super().momentum_factor(group)
+        friction = g["friction"]
+        g["friction"] = _applied_friction(g)  # the base method reads the group's friction
+        try:
+            return super().momentum_factor(group)
+        finally:
+            g["friction"] = friction
+
+    momentum_factor.__doc__ = PHSBase.momentum_factor.__doc__
 
     def _factor_scheme(self, group: dict[str, Any]) -> str:
         return group["scheme"]
@@ -332,6 +386,7 @@ class PHS(PHSBase):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            group = _applied(group)
             _check_stable(group)
             params, grads, momenta, mass = self._init_group(group)
             if not params:
