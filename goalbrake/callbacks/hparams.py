@@ -132,7 +132,8 @@ class HParamsLoggerBase:
     fit's validations, and ``hp/test_acc`` (``test_metric``) after ``trainer.test``; NaN
     until known. They are written at the end of training (``on_train_end``, or on an
     exception, so an interrupted or pruned fit keeps its row) and again at the end of
-    testing, at the Trainer's global step; the HParams tab shows the last value.
+    testing, at the Trainer's global step; the HParams tab shows the last value. Checkpoints
+    hold the best and final value, so a resumed fit's best is over the whole run.
 
     A logger whose ``log_hyperparams`` takes ``metrics`` (``TensorBoardLogger``) gets
     ``log_hyperparams(params, metrics, step=...)``; any other logger (CSV, W&B, MLflow)
@@ -188,11 +189,14 @@ class HParamsLoggerBase:
         return (f"hp/{stem}_best", f"hp/{stem}_final", f"hp/{self.test_metric.replace('/', '_')}")
 
     # ------------------------------------------------------------------------------ hooks
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit":  # before Lightning restores a checkpoint's state (load_state_dict)
+            self.best = self.final = None
+
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         # Before a brake, and before Lightning restores a checkpoint's optimizer state.
         optimizers = list(getattr(trainer, "optimizers", ()) or ())
         self._optimizer = optimizer_hparams(optimizers[0] if optimizers else None)
-        self.best = self.final = None
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if getattr(trainer, "sanity_checking", False):
@@ -213,6 +217,13 @@ class HParamsLoggerBase:
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self.write(trainer)
+
+    def state_dict(self) -> dict[str, float | None]:
+        """The best and final ``monitor`` so far: a resumed fit keeps its best."""
+        return {"best": self.best, "final": self.final}
+
+    def load_state_dict(self, state_dict: dict[str, float | None]) -> None:
+        self.best, self.final = state_dict.get("best"), state_dict.get("final")
 
     # ---------------------------------------------------------------------------- writing
     def hparams(self, trainer: Any) -> dict[str, HParam]:

@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
 from tensorboard.plugins.hparams import metadata as hp_metadata
@@ -65,17 +66,17 @@ class Classifier(pl.LightningModule):
     train_dataloader = val_dataloader = test_dataloader = _loader
 
 
-def trainer(tmp_path: Path, callbacks: list[Any], logger: Any = None) -> pl.Trainer:
+def trainer(tmp_path: Path, callbacks: list[Any], logger: Any = None, **kwargs: Any) -> pl.Trainer:
+    settings: dict[str, Any] = dict(max_epochs=3, enable_checkpointing=False) | kwargs
     return pl.Trainer(
         accelerator="cpu",
-        max_epochs=3,
         logger=logger or TensorBoardLogger(tmp_path, name="tb", default_hp_metric=False),
         callbacks=callbacks,
         log_every_n_steps=1,
-        enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=1,
+        **settings,
     )
 
 
@@ -166,6 +167,21 @@ def test_an_interrupted_fit_keeps_its_row(tmp_path: Path) -> None:
         run.fit(Classifier())
     _, _, last = read_hparams(run.logger.log_dir)
     assert last["hp/val_acc_best"] == last["hp/val_acc_final"] == 0.5
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_a_resumed_fit_keeps_its_best(tmp_path: Path) -> None:
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt")
+    first = trainer(
+        tmp_path, [HParamsLogger(), checkpoint], max_epochs=2, enable_checkpointing=True
+    )
+    first.fit(Classifier())  # val/acc 0.5, 0.75
+    path = str(next((tmp_path / "ckpt").glob("*.ckpt")))
+    again = ModelCheckpoint(tmp_path / "ckpt")
+    resumed = trainer(tmp_path, [HParamsLogger(), again], enable_checkpointing=True)
+    resumed.fit(Classifier(), ckpt_path=path)
+    _, _, last = read_hparams(resumed.logger.log_dir)  # the new module's first val/acc: 0.5
+    assert (last["hp/val_acc_best"], last["hp/val_acc_final"]) == (0.75, 0.5)
 
 
 def test_a_logger_without_metrics_gets_params_and_metrics_apart(tmp_path: Path) -> None:
