@@ -33,6 +33,8 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from goalbrake.sweep.attrs import FAIL_REASON, WORKER
+
 __all__ = [
     "fail_lost",
     "fail_stale",
@@ -76,7 +78,7 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
 def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
         return bool(storage.set_trial_state_values(trial._trial_id, TrialState.FAIL))
     except UpdateFinishedTrialError:
         return False  # finished meanwhile (by its worker, or failed by someone else)
@@ -118,7 +120,7 @@ def lost_on_this_host(
     host = socket.gethostname()
 
     def lost(trial: FrozenTrial) -> str | None:
-        worker = trial.user_attrs.get("worker")
+        worker = trial.user_attrs.get(WORKER)
         if everything_running:
             return "killed: its worker is gone (found RUNNING with no live worker)"
         if not isinstance(worker, dict):
@@ -153,7 +155,7 @@ def retry_interrupted(study: optuna.Study, max_retry: int) -> list[int]:
     for trial in trials:
         if trial.state != TrialState.FAIL or trial.number in retried:
             continue
-        reason = str(trial.user_attrs.get("fail_reason") or "")
+        reason = str(trial.user_attrs.get(FAIL_REASON) or "")
         if reason.startswith(RETRYABLE_PREFIXES) and retry(study, trial, max_retry):
             out.append(trial.number)
     return out

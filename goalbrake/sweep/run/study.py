@@ -15,18 +15,17 @@ from __future__ import annotations
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from goalbrake.sweep.spec import PRUNERS, SAMPLERS, SweepSpec
+from goalbrake.sweep.attrs import STUDY_ATTR
+from goalbrake.sweep.define.load import PRUNERS, SAMPLERS
+from goalbrake.sweep.define.params import Scalar
+from goalbrake.sweep.define.spec import SweepSpec
 
 __all__ = ["Progress", "load_study", "make_pruner", "make_sampler", "progress", "worker_seed"]
-
-#: The study user attribute that holds the sweep's definition.
-STUDY_ATTR = "goalbrake"
 
 
 def worker_seed(spec: SweepSpec, index: int, generation: int, salt: str = "") -> int:
@@ -149,8 +148,8 @@ def progress(study: optuna.Study, spec: SweepSpec, target: int | None = None) ->
     open_points = unfinished = None
     if spec.is_grid:
         points = spec.grid_keys()
-        finished: set[Any] = set()
-        running: set[Any] = set()
+        finished: set[tuple[Scalar, ...]] = set()
+        running: set[tuple[Scalar, ...]] = set()
         for t in trials:
             key = spec.grid_key(t.params)
             if key is None:
