@@ -19,10 +19,10 @@ import yaml
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from goalbrake.sweep.recovery import retried_from
-from goalbrake.sweep.spec import load_spec
-from goalbrake.sweep.storage import open_storage, parse_storage
-from goalbrake.sweep.study import load_study
+from goalbrake.sweep.define import load_spec
+from goalbrake.sweep.run.recovery import retried_from
+from goalbrake.sweep.run.storage import open_storage, parse_storage
+from goalbrake.sweep.run.study import load_study
 from tests.sweep.helpers import explain, run_sweep, start_sweep, tiny_base
 
 URL = os.environ.get("GOALBRAKE_TEST_POSTGRES_URL")

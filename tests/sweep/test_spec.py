@@ -8,8 +8,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from goalbrake.sweep.command import main as sweep_main
-from goalbrake.sweep.spec import Choices, FloatRange, IntRange, SweepSpecError, load_spec
+from goalbrake.sweep.define import SweepSpecError, load_spec
+from goalbrake.sweep.define.params import Choices, FloatRange, IntRange
+from goalbrake.sweep.run.command import main as sweep_main
 
 
 def test_tpe_space(make_sweep: Callable[..., Path]) -> None:

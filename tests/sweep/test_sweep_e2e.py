@@ -20,7 +20,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from goalbrake.sweep.recovery import retried_from
+from goalbrake.sweep.run.recovery import retried_from
 from tests.sweep.helpers import (
     explain,
     journal_study,
@@ -106,7 +106,7 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
 ) -> None:
     """``test: true``: both test accuracies are in the storage, and the best one is what
     ``goalbrake test`` gives for the trial's config and best-val checkpoint."""
-    from goalbrake.cli import build
+    from goalbrake.app import build
 
     study = journal_study(grid6["journal"], "grid6")
     for t in study.trials:
@@ -139,7 +139,7 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
 
 def _goalbrake_test(run: Path, ckpt: Path) -> dict[str, float]:
     """``goalbrake test`` of a trial's config and a checkpoint, in a fresh Trainer."""
-    from goalbrake.cli import build
+    from goalbrake.app import build
 
     cli = build(
         [
@@ -237,7 +237,7 @@ def test_rerun_of_a_finished_study_starts_nothing(grid6: dict[str, Any]) -> None
 def test_report_tables_equal_the_storage(grid6: dict[str, Any], tmp_path: Path) -> None:
     import csv
 
-    from goalbrake.sweep.report import main as report_main
+    from goalbrake.sweep.report.command import main as report_main
 
     journal = grid6["journal"]
     out = tmp_path / "report"
