@@ -170,6 +170,57 @@ def test_command_stops_before_any_trial(
     assert not (runs / "sweep" / "study.journal").exists()
 
 
+MODES = "remaining, reduction, absolute"
+
+
+@pytest.mark.parametrize(
+    ("spec", "line"),
+    [
+        # The high end of a range: only the low end was built before.
+        (
+            {"space": {"brake.goal": {"low": 0.05, "high": 1.5}}},
+            "brake.goal=1.5 does not build: Invalid goal value: 1.5 for mode 'remaining' "
+            "(must be in (0, 1))",
+        ),
+        # A later grid value, and the first one (the first trial's full build fails).
+        (
+            {"sampler": "grid", "space": {"brake.factor": [50, 0]}},
+            "brake.factor=0 does not build: Invalid factor value: 0.0 (must be > 0)",
+        ),
+        (
+            {"sampler": "grid", "space": {"brake.factor": [0, 50], "optimizer.lr": [0.1]}},
+            "brake.factor=0 does not build: Invalid factor value: 0.0 (must be > 0)",
+        ),
+        # A categorical choice: the constructor's reason, not jsonargparse's type noise.
+        (
+            {"sampler": "grid", "space": {"brake.mode": ["remaining", "remaning"]}},
+            f"brake.mode=remaning does not build: Invalid mode value: 'remaning' (must be one "
+            f"of {MODES})",
+        ),
+        # A row's value, checked with that row.
+        (
+            {
+                "sampler": "grid",
+                "rows": [{"brake.factor": 50}, {"name": "weak", "brake.factor": -1}],
+            },
+            "brake.factor=-1 does not build: Invalid factor value: -1.0 (must be > 0)",
+        ),
+    ],
+)
+def test_check_instantiates_every_value_and_names_the_one_refused(
+    make_sweep: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spec: dict,
+    line: str,
+) -> None:
+    path = make_sweep(spec)
+    code = sweep_main(["--config", str(path), "--runs-dir", str(tmp_path / "runs"), "--check"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == [f"goalbrake sweep: error: {path}: {line}"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [["--workers", "two"], ["--n-trials", "0"], ["--timeout", "-5"], ["--bogus"]],

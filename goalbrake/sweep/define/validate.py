@@ -2,10 +2,13 @@
 
 :func:`validate` runs them all: the trial budget against the grid (:func:`check_target`),
 DDP inside a trial (:func:`check_distributed`), and :func:`check_configs`, which builds
-the first trial of each base config with the app's builder (every class instantiated, so constructor checks such as GoalBrake's ``mode`` run), builds
-one variant per further string value of each categorical parameter, and parses (types
-only, cheap) every grid point, or both ends of every range and every choice of a TPE/random
-space. Nothing is trained and no data is loaded.
+the first trial of each base config with the app's builder, builds one variant per
+further string value of each categorical parameter, parses (types only, cheap) every grid
+point, or both ends of every range and every choice of a TPE/random space, and then
+instantiates every class once per value it is given (both ends of every range, every
+choice, every grid value with every row), so a constructor check (``Invalid goal value``)
+fails here, in one line that names the address and the value. Nothing is trained and no
+data is loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import io
 import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from jsonargparse import ArgumentParser
 
@@ -50,8 +53,14 @@ def explain_parse_error(err: BaseException) -> str:
     keys = re.findall(r'Parser key "([^"]+)"', text)
     lines = [line.strip(" -") for line in text.splitlines() if line.strip(" -")]
     detail = lines[0] if lines else type(err).__name__
-    # The most telling complaint first: a type, an unknown option, a constructor's check.
-    for pattern in (r"Expected a <class", r"is not accepted", r"Invalid|must be|not a valid"):
+    # The most telling complaint first: a constructor's check (``Invalid goal value: ...``),
+    # a type, an unknown option, any other check.
+    for pattern in (
+        r"^Invalid \w+ value",
+        r"Expected a <class",
+        r"is not accepted",
+        r"Invalid|must be|not a valid",
+    ):
         hit = next((line for line in lines if re.search(pattern, line)), None)
         if hit is not None:
             detail = hit
@@ -114,15 +123,83 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _build(setting: TrialSetting, config: Config, where: str) -> ArgumentParser:
+def _value_settings(spec: SweepSpec) -> Iterator[TrialSetting]:
+    """Settings that hold every value of every parameter: both ends of each range, each
+    choice, each grid axis value with every row; one value changed at a time."""
+    if not spec.is_grid:
+        yield from _settings(spec)
+        return
+    axes = {n: p.values for n, p in spec.space.items() if isinstance(p, Choices)}
+    first = {n: values[0] for n, values in axes.items()}
+    rows = spec.rows or [None]
+    for row in rows:
+        base = row.base if row else spec.base
+        values = {**(dict(row.values) if row else {}), **first}
+        label = row.label if row else None
+        yield TrialSetting(base, values, spec.seed, label)
+        for name, choices in axes.items():
+            for value in choices[1:]:
+                yield TrialSetting(base, {**values, name: value}, spec.seed, label)
+
+
+def _instantiate(parser: ArgumentParser, config: Config) -> None:
+    """Parse and instantiate every class of ``config``: constructors check their values."""
+    parser.instantiate_classes(parser.parse_object(copy.deepcopy(config)))
+
+
+def _culprit(
+    spec: SweepSpec, setting: TrialSetting, parser: ArgumentParser, runs_dir: str
+) -> str | None:
+    """The one value of ``setting`` that its base config does not take, as a line."""
+    for name, value in setting.values.items():
+        alone = TrialSetting(setting.base, {name: value}, setting.seed)
+        try:
+            _instantiate(parser, fit_config(spec, alone, runs_dir, 0))
+        except Exception as err:
+            return f"{name}={value} does not build: {explain_parse_error(err)}"
+    return None
+
+
+def _check_values(spec: SweepSpec, parsers: Mapping[str, ArgumentParser], runs_dir: str) -> None:
+    """Instantiate every value of every parameter once, naming the one a class rejects."""
+    where = str(spec.path)
+    done: set[tuple[str, str, str]] = set()
+    for setting in _value_settings(spec):
+        pairs = {(setting.base, n, repr(v)) for n, v in setting.values.items()}
+        if pairs <= done:
+            continue
+        parser = parsers[setting.base]
+        try:
+            _instantiate(parser, fit_config(spec, setting, runs_dir, 0))
+        except Exception as err:
+            line = _culprit(spec, setting, parser, runs_dir)
+            if line is None:
+                line = f"{_label(setting)} does not build: {explain_parse_error(err)}"
+            raise SweepSpecError(f"{where}: {line}") from None
+        done |= pairs
+
+
+def _build_culprit(spec: SweepSpec, setting: TrialSetting, runs_dir: str) -> str | None:
+    """The one value the first trial of a base does not take, if its base alone builds."""
+    alone = fit_config(spec, TrialSetting(setting.base, {}, setting.seed), runs_dir, 0)
+    try:
+        parser = build_config(alone).parser
+    except Exception:
+        return None
+    return _culprit(spec, setting, parser, runs_dir)
+
+
+def _build(spec: SweepSpec, setting: TrialSetting, config: Config, runs_dir: str) -> ArgumentParser:
+    where = str(spec.path)
     try:
         cli = build_config(config)
     except SystemExit as err:  # pragma: no cover - exit_on_error=False
         raise SweepSpecError(f"{where}: {_label(setting)} does not build") from err
     except Exception as err:
-        raise SweepSpecError(
-            f"{where}: {_label(setting)} does not build: {explain_parse_error(err)}"
-        ) from None
+        line = _build_culprit(spec, setting, runs_dir)
+        if line is None:
+            line = f"{_label(setting)} does not build: {explain_parse_error(err)}"
+        raise SweepSpecError(f"{where}: {line}") from None
     return cli.parser
 
 
@@ -152,11 +229,12 @@ def check_configs(spec: SweepSpec, runs_dir: str = "runs") -> int:
                 (setting.base, n, v) for n, v in setting.values.items() if isinstance(v, str)
             ]
             if setting.base not in parsers or any(s not in built for s in strings):
-                parsers.setdefault(setting.base, _build(setting, config, where))
+                parsers.setdefault(setting.base, _build(spec, setting, config, runs_dir))
                 built.update(strings)
             else:
                 _parse(parsers[setting.base], setting, config, where)
             checked += 1
+        _check_values(spec, parsers, runs_dir)
     return checked
 
 
