@@ -65,7 +65,7 @@ def test_a_second_sweep_process_joins_the_same_study(tmp_path: Path, fm_dir: Pat
             second.kill()
     trials = _study(name).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
-    assert {(t.params["optimizer.lr"], t.params["seed"]) for t in trials} == {
+    assert {(t.params["optimizer.lr"], t.user_attrs["config"]["seed"]) for t in trials} == {
         (lr, s) for lr in (0.05, 0.1, 0.2) for s in (0, 1)
     }
     workers = {t.user_attrs["worker"]["pid"] for t in trials}

@@ -83,7 +83,7 @@ def test_two_workers_complete_a_grid_exactly(grid6: dict[str, Any]) -> None:
     study = journal_study(grid6["journal"], "grid6")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
-    points = {(t.params["optimizer.lr"], t.params["seed"]) for t in trials}
+    points = {(t.params["optimizer.lr"], t.user_attrs["config"]["seed"]) for t in trials}
     assert points == {(lr, s) for lr in (0.05, 0.1, 0.2) for s in (0, 1)}  # no duplicates
     pids = {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(pids) == 2, "both worker processes ran trials"
@@ -91,7 +91,8 @@ def test_two_workers_complete_a_grid_exactly(grid6: dict[str, Any]) -> None:
         run = grid6["root"] / "runs" / "grid6" / f"trial_{t.number}"
         hparams, scalars = read_hparams(run)
         assert hparams["optimizer.lr"] == pytest.approx(t.params["optimizer.lr"])
-        assert hparams["seed"] == t.params["seed"] and hparams["trial"] == t.number
+        assert hparams["seed"] == t.user_attrs["config"]["seed"] and hparams["trial"] == t.number
+        assert set(t.params) == {"optimizer.lr"}  # the seed is not a tuned parameter
         assert hparams["method"] == "goal"
         assert {"hp/objective", "hp/final", "val/acc", "train/loss"} <= scalars
         assert t.value == max(t.user_attrs["curve"]["val/acc"])

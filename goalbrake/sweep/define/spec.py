@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ import optuna
 from goalbrake.app import callback_name, checkpoint_config, is_goal_brake, logger_config
 from goalbrake.sweep.attrs import RECORD_BASE, RECORD_METHOD, ROW_PARAM, SEED_PARAM
 from goalbrake.sweep.define.addressing import Address, assign
+from goalbrake.sweep.define.grid import SweepGridSampler
 from goalbrake.sweep.define.params import Choices, ParamSpec, Scalar
 
 __all__ = [
@@ -145,17 +145,19 @@ class SweepSpec:
     def grid_size(self) -> int:
         return math.prod(len(v) for v in self.grid_space().values()) if self.is_grid else 0
 
-    def grid_key(self, params: Mapping[str, Scalar]) -> tuple[Scalar, ...] | None:
-        """The grid point of a trial's params (None when a grid param is missing)."""
-        names = sorted(self.grid_space())
-        if any(n not in params for n in names):
-            return None
-        return tuple(params[n] for n in names)
+    def grid_sampler(self, seed: int | None = None) -> SweepGridSampler:
+        """The sampler of a grid study (:class:`SweepGridSampler`); :meth:`suggest` needs it."""
+        return SweepGridSampler(
+            self.grid_space(), {r.label: r.values for r in self.rows}, seed=seed
+        )
 
-    def grid_keys(self) -> set[tuple[Scalar, ...]]:
-        space = self.grid_space()
-        names = sorted(space)
-        return set(itertools.product(*(space[n] for n in names)))
+    def row_params(self) -> dict[str, tuple[Scalar, ...]]:
+        """The settings the rows vary, each with its values: Optuna parameters of their own."""
+        values: dict[str, dict[str, Scalar]] = {}
+        for row in self.rows:
+            for name, value in row.values.items():
+                values.setdefault(name, {}).setdefault(repr(value), value)
+        return {n: tuple(v.values()) for n, v in values.items() if len(v) > 1}
 
     def target_trials(self) -> int:
         """How many trials must COMPLETE: ``n_trials``, else the grid size, else 20."""
@@ -172,20 +174,32 @@ class SweepSpec:
         return names
 
     def suggest(self, trial: optuna.Trial) -> TrialSetting:
-        """Sample (or read from the grid) one trial's setting."""
-        values: dict[str, Scalar] = {}
-        base, row_label = self.base, None
+        """Sample (or read from the grid) one trial's setting.
+
+        A grid trial's parameters are the settings it varies: the space's axes and the
+        rows' varying values (:meth:`row_params`, answered by :meth:`grid_sampler`), not
+        the row's label; its seed is not a parameter (it is in the ``config`` user attr).
+        """
+        if not self.is_grid:
+            values = {name: spec.suggest(trial, name) for name, spec in self.space.items()}
+            return TrialSetting(base=self.base, values=values, seed=self.seed)
+        sampler = trial.study.sampler
+        if not isinstance(sampler, SweepGridSampler):
+            raise TypeError(
+                f"a grid study samples with SweepSpec.grid_sampler(), not {type(sampler).__name__}"
+            )
+        point = sampler.point_of(trial)
+        base, label, values = self.base, None, {}
         if self.rows:
-            row_label = trial.suggest_categorical(ROW_PARAM, [r.label for r in self.rows])
-            row = next(r for r in self.rows if r.label == row_label)
-            base = row.base
-            values.update(row.values)
+            row = next(r for r in self.rows if r.label == point[ROW_PARAM])
+            base, label, values = row.base, row.label, dict(row.values)
+            for name, choices in self.row_params().items():
+                if name in values:
+                    trial.suggest_categorical(name, choices)
         for name, spec in self.space.items():
             values[name] = spec.suggest(trial, name)
-        seed = self.seed
-        if self.is_grid and self.seeds > 1:
-            seed = int(trial.suggest_categorical(SEED_PARAM, self.seed_values()))
-        return TrialSetting(base=base, values=values, seed=seed, row=row_label)
+        seed = int(point.get(SEED_PARAM, self.seed))  # type: ignore[arg-type]
+        return TrialSetting(base=base, values=values, seed=seed, row=label)
 
     # -- configs --------------------------------------------------------------------------
     def trial_config(self, setting: TrialSetting) -> Config:

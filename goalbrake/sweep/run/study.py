@@ -22,10 +22,16 @@ from optuna.trial import TrialState
 
 from goalbrake.sweep.attrs import STUDY_ATTR
 from goalbrake.sweep.define.load import PRUNERS, SAMPLERS
-from goalbrake.sweep.define.params import Scalar
 from goalbrake.sweep.define.spec import SweepSpec
 
-__all__ = ["Progress", "load_study", "make_pruner", "make_sampler", "progress", "worker_seed"]
+__all__ = [
+    "Progress",
+    "load_study",
+    "make_pruner",
+    "make_sampler",
+    "progress",
+    "worker_seed",
+]
 
 
 def worker_seed(spec: SweepSpec, index: int, generation: int, salt: str = "") -> int:
@@ -45,7 +51,7 @@ def make_sampler(spec: SweepSpec, seed: int | None = None) -> optuna.samplers.Ba
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         if spec.sampler == "grid":
-            return optuna.samplers.GridSampler(spec.grid_space(), seed=spec.seed)
+            return spec.grid_sampler(seed=spec.seed)
         if spec.sampler == "tpe":
             args.setdefault("constant_liar", True)
         return SAMPLERS[spec.sampler](seed=spec.seed if seed is None else seed, **args)
@@ -147,17 +153,18 @@ def progress(study: optuna.Study, spec: SweepSpec, target: int | None = None) ->
         counts[t.state] += 1
     open_points = unfinished = None
     if spec.is_grid:
-        points = spec.grid_keys()
-        finished: set[tuple[Scalar, ...]] = set()
-        running: set[tuple[Scalar, ...]] = set()
+        # Grid points by Optuna's grid_id (a retry keeps its trial's).
+        points = set(range(spec.grid_size()))
+        finished: set[int] = set()
+        running: set[int] = set()
         for t in trials:
-            key = spec.grid_key(t.params)
-            if key is None:
+            grid_id = t.system_attrs.get("grid_id")
+            if grid_id is None:
                 continue
             if t.state.is_finished():
-                finished.add(key)
+                finished.add(grid_id)
             elif t.state == TrialState.RUNNING:
-                running.add(key)
+                running.add(grid_id)
         unfinished = len(points - finished)
         open_points = len(points - finished - running)
     return Progress(
