@@ -323,6 +323,29 @@ def test_pruned_trials_stop_early(pruned: dict[str, Any]) -> None:
     assert "hp/objective" in slow_tags
 
 
+def test_a_grid_with_failed_points_exits_1_and_counts_them_by_cause(
+    tmp_path: Path, fm_dir: Path
+) -> None:
+    """Every point ran, none completed: the study is over but not what was asked (issue 18)."""
+    spec = {
+        "sampler": "grid",
+        "objective": {"metric": "val/nothing", "direction": "maximize"},
+        "space": {"optimizer.lr": [0.05, 0.1]},
+    }
+    path = write(tmp_path, fm_dir, spec, "failing", epochs=1, batches=2)
+    proc = run_sweep("--config", str(path), "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
+    assert proc.returncode == 1, explain(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("goalbrake sweep:")]
+    assert lines[-3] == "goalbrake sweep: no complete trial yet"
+    assert lines[-2] == "goalbrake sweep: error: 2 of 2 grid points failed:"
+    assert lines[-1].startswith(
+        "goalbrake sweep:   2 × error: ValueError: the objective metric 'val/nothing' was "
+        "never logged (logged: "
+    ), lines[-1]
+    again = run_sweep("--config", str(path), "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
+    assert again.returncode == 1 and again.stderr.splitlines()[-2:] == proc.stderr.splitlines()[-2:]
+
+
 # ----------------------------------------------------------------- SIGKILL and Ctrl-C
 def _journal_lines_parse(journal: Path) -> int:
     lines = journal.read_bytes().splitlines()

@@ -34,7 +34,7 @@ from goalbrake.sweep.attrs import (
     TEST,
 )
 from goalbrake.sweep.define.params import Scalar
-from goalbrake.sweep.run.recovery import retried_from
+from goalbrake.sweep.run.recovery import KILLED, retried_from
 
 #: The goal reading's address (``remaining`` / ``reduction`` / ``absolute``).
 MODE = "brake.mode"
@@ -174,7 +174,7 @@ def _row(trial: FrozenTrial) -> TrialRow:
     attrs = trial.user_attrs
     reason = attrs.get(PRUNE_REASON) or attrs.get(FAIL_REASON) or ""
     if trial.state == TrialState.FAIL and not reason:
-        reason = "killed: heartbeat stopped (worker or node died)"
+        reason = KILLED
     if trial.state == TrialState.PRUNED and not reason and trial.intermediate_values:
         reason = f"pruned after epoch {max(trial.intermediate_values)}"
     value = trial.value

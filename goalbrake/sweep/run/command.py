@@ -17,7 +17,8 @@ resumes the study. A second Ctrl-C kills the workers at once (their trials are r
 the same way).
 
 Exit status: 0 when the study is done (or ``--timeout`` passed), 1 on a configuration or
-storage error or when trials keep failing, 2 on bad arguments, 130 when stopped.
+storage error, when trials keep failing, or when grid points failed (the last lines count
+them by cause), 2 on bad arguments, 130 when stopped.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +38,12 @@ import optuna
 
 from goalbrake.sweep.define import SweepSpec, load_spec
 from goalbrake.sweep.define.validate import validate
-from goalbrake.sweep.run.recovery import fail_lost, lost_on_this_host, retry_interrupted
+from goalbrake.sweep.run.recovery import (
+    fail_lost,
+    fail_reason,
+    lost_on_this_host,
+    retry_interrupted,
+)
 from goalbrake.sweep.run.storage import (
     AskLock,
     StorageURL,
@@ -46,7 +53,7 @@ from goalbrake.sweep.run.storage import (
     parse_storage,
     supervisor_lock,
 )
-from goalbrake.sweep.run.study import load_study, progress
+from goalbrake.sweep.run.study import failed_points, load_study, progress
 from goalbrake.sweep.run.supervisor import PROG, Supervisor, plan_workers, say
 from goalbrake.sweep.run.worker import EXIT_STOPPED, quiet_lightning, run_worker, stop_on_signals
 
@@ -142,8 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         _resume(study, spec, storage, lock)
         say(f"study {spec.study!r} on {storage.shown}: {progress(study, spec, target).summary()}")
         if progress(study, spec, target).done:
-            say(_best_line(study, spec))
-            return 0
+            return _ending(study, spec)
         if not slots:
             code = _run_inline(study, spec, lock, runs_dir, target, deadline)
         else:
@@ -191,9 +197,20 @@ def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int) -> int
     if final.done and code == 130:
         code = 0
     say(f"study {spec.study!r}: {final.summary()}")
-    if code == 0:
-        say(_best_line(study, spec))
-    return code
+    return _ending(study, spec) if code == 0 else code
+
+
+def _ending(study: optuna.Study, spec: SweepSpec) -> int:
+    """The best trial, then the grid points that failed, by cause; 1 if any did."""
+    say(_best_line(study, spec))
+    failed = failed_points(study, spec)
+    if not failed:
+        return 0
+    say(f"error: {len(failed)} of {spec.grid_size()} grid points failed:")
+    causes = Counter(fail_reason(t).splitlines()[0] for t in failed)
+    for cause, n in causes.most_common():
+        say(f"  {n} × {cause}")
+    return 1
 
 
 def _run_inline(

@@ -36,7 +36,9 @@ from optuna.trial import FrozenTrial, TrialState
 from goalbrake.sweep.attrs import FAIL_REASON, WORKER
 
 __all__ = [
+    "KILLED",
     "fail_lost",
+    "fail_reason",
     "fail_stale",
     "is_retried",
     "lost_on_this_host",
@@ -46,6 +48,15 @@ __all__ = [
 ]
 
 RETRYABLE_PREFIXES = ("interrupted", "killed")
+
+
+#: Why a FAIL trial failed when it recorded nothing itself.
+KILLED = "killed: heartbeat stopped (worker or node died)"
+
+
+def fail_reason(trial: FrozenTrial) -> str:
+    """Why a FAIL ``trial`` failed: its ``fail_reason``, else :data:`KILLED`."""
+    return str(trial.user_attrs.get(FAIL_REASON) or KILLED)
 
 
 def retried_from(trial: FrozenTrial) -> int | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from goalbrake.sweep.attrs import STUDY_ATTR
 from goalbrake.sweep.define.load import PRUNERS, SAMPLERS
@@ -26,6 +26,7 @@ from goalbrake.sweep.define.spec import SweepSpec
 
 __all__ = [
     "Progress",
+    "failed_points",
     "load_study",
     "make_pruner",
     "make_sampler",
@@ -143,6 +144,21 @@ class Progress:
             if n:
                 parts.append(f"{n} {label}")
         return ", ".join(parts)
+
+
+def failed_points(study: optuna.Study, spec: SweepSpec) -> list[FrozenTrial]:
+    """The last FAIL trial of each grid point that no trial completed or pruned, and that
+    is not waiting or running again (a grid study's points that did not run)."""
+    if not spec.is_grid:
+        return []
+    trials = study.get_trials(deepcopy=False)
+    ran = {t.system_attrs.get("grid_id") for t in trials if t.state != TrialState.FAIL}
+    out: dict[int, FrozenTrial] = {}
+    for t in trials:
+        grid_id = t.system_attrs.get("grid_id")
+        if t.state == TrialState.FAIL and grid_id is not None and grid_id not in ran:
+            out[grid_id] = t
+    return sorted(out.values(), key=lambda t: t.number)
 
 
 def progress(study: optuna.Study, spec: SweepSpec, target: int | None = None) -> Progress:
