@@ -9,7 +9,8 @@ key                 value
 ``worker``          ``{host, pid, index, cuda_visible_devices}`` of the worker running it
 ``config``          the trial's record: every reported parameter's effective value, and
                     ``base``, ``method``, ``seed`` (``row`` in a grid of named rows)
-``tensorboard``     the trial's TensorBoard run directory
+``tensorboard``     the trial's TensorBoard run directory, relative to the runs directory
+                    (``<study>/trial_<n>``)
 ``curve``           ``{"epoch": [...], <metric>: [...]}``, one entry per validation run
 ``best_epoch``      the epoch of the best objective value
 ``final_value``     the objective metric of the last epoch

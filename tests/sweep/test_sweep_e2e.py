@@ -119,7 +119,9 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
     monkeypatch.chdir(tmp_path)  # logger false: the test run's config.yaml lands here
     monkeypatch.setattr(sys, "argv", ["goalbrake"])  # the words come as args
     for t in study.trials[:2]:
-        run = grid6["root"] / t.user_attrs["tensorboard"]
+        # Relative to the runs directory, so a study's storage moves with its runs.
+        assert t.user_attrs["tensorboard"] == f"grid6/trial_{t.number}"
+        run = grid6["root"] / "runs" / t.user_attrs["tensorboard"]
         (best,) = (run / "checkpoints").glob("best-*.ckpt")
         assert best.name == f"best-epoch{t.user_attrs['best_epoch']:02d}.ckpt"
         cli = build(
@@ -167,7 +169,7 @@ def test_test_true_scores_the_averaged_weights_validation_saw(
     proc = run_sweep("--config", str(path), "--runs-dir", "runs", cwd=path.parent)
     assert proc.returncode == 0, explain(proc)
     (t,) = journal_study(path.parent / "runs" / "ema" / "study.journal", "ema").trials
-    run = path.parent / t.user_attrs["tensorboard"]
+    run = path.parent / "runs" / t.user_attrs["tensorboard"]
     (best,) = (run / "checkpoints").glob("best-*.ckpt")
     checkpoint = torch.load(best, weights_only=False)
     raw = checkpoint["current_model_state"]
@@ -210,7 +212,7 @@ def test_a_refit_without_validation_records_train_acc_per_epoch(
     curve = t.user_attrs["curve"]
     assert curve["epoch"] == [0, 1, 2] and "val/acc" not in curve
     acc = EventAccumulator(
-        str(tmp_path / t.user_attrs["tensorboard"]), size_guidance={"scalars": 0}
+        str(tmp_path / "runs" / t.user_attrs["tensorboard"]), size_guidance={"scalars": 0}
     )
     acc.Reload()
     logged = [e.value for e in acc.Scalars("train/acc")]

@@ -121,9 +121,8 @@ class Objective:
         setting = self.spec.suggest(trial)
         config = fit_config(self.spec, setting, self.runs_dir, trial.number)
         trial.set_user_attr(CONFIG, self.spec.describe(setting, config))
-        trial.set_user_attr(
-            TENSORBOARD, str(trial_dir(self.runs_dir, self.spec.study, trial.number))
-        )
+        # Relative to the runs directory: the storage may move to another machine.
+        trial.set_user_attr(TENSORBOARD, trial_dir("", self.spec.study, trial.number).as_posix())
         return setting, config
 
     def __call__(self, trial: optuna.Trial) -> float:
