@@ -11,7 +11,8 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from goalbrake.cli import close_process_group, main
+from goalbrake.app import close_process_group
+from goalbrake.cli import main
 from tests.twins import REPO, tiny_twin, write_twin
 
 GOALBRAKE = [sys.executable, "-m", "goalbrake.cli"]
@@ -190,7 +191,7 @@ def test_a_config_s_own_checkpoint_replaces_the_default(tmp_path: Path, own: str
     config.yaml has one) or for ``enable_checkpointing: false``; Lightning refuses both."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from goalbrake.cli import build
+    from goalbrake.app import build
 
     twin = tiny_twin(REPO / "configs/fashionmnist/goal.yaml", tmp_path)
     if own == "checkpoint":

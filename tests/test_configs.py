@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from goalbrake.cli import build
+from goalbrake.app import build
 from tests.twins import CONFIGS, REPO, tiny_twin, write_twin
 
 

@@ -1,17 +1,19 @@
 """Optuna sweeps of goalbrake fits: ``goalbrake sweep`` and ``goalbrake report``.
 
-* :mod:`~goalbrake.sweep.spec`: the sweep YAML (search space, sampler, pruner, seeds);
-* :mod:`~goalbrake.sweep.addressing`: dotted addresses of fit arguments (``brake.goal``);
-* :mod:`~goalbrake.sweep.storage`: the embedded journal file or an RDB URL, and the locks;
-* :mod:`~goalbrake.sweep.study`: samplers, pruners, the start/stop rule;
-* :mod:`~goalbrake.sweep.objective`: one trial = one Lightning fit via ``goalbrake.cli.build``;
-* :mod:`~goalbrake.sweep.worker` / :mod:`~goalbrake.sweep.command`: worker processes and
-  their supervisor; :mod:`~goalbrake.sweep.recovery`: failing and retrying lost trials;
-* :mod:`~goalbrake.sweep.report`: tables and plots from the storage alone.
+The three wings follow a study's data:
 
+* :mod:`goalbrake.sweep.define`: the sweep YAML (search space, sampler, pruner, seeds),
+  loaded with its addresses resolved once, and validated;
+* :mod:`goalbrake.sweep.run`: the objective (one trial = one fit built by
+  :func:`goalbrake.app.build_config`), trial callbacks, workers and their supervisor,
+  storage, recovery, study; ``goalbrake sweep`` is :mod:`goalbrake.sweep.run.command`;
+* :mod:`goalbrake.sweep.report`: results read from the storage alone, statistics, plots,
+  tables; ``goalbrake report`` is :mod:`goalbrake.sweep.report.command`.
+
+:mod:`goalbrake.sweep.attrs` is the one schema of what run/ writes and report/ reads.
 See docs/sweeps.md.
 """
 
-from goalbrake.sweep.spec import SweepSpec, SweepSpecError, load_spec
+from goalbrake.sweep.define import SweepSpec, SweepSpecError, load_spec
 
 __all__ = ["SweepSpec", "SweepSpecError", "load_spec"]

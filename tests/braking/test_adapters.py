@@ -122,7 +122,8 @@ def test_unsupported_optimizer_is_refused_naming_what_is_supported() -> None:
     with pytest.raises(TypeError) as info:
         friction_adapter(opt)
     assert str(info.value) == (
-        "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with momentum > 0, got Adam"
+        "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with "
+        "momentum > 0, got Adam"
     )
 
 
@@ -131,8 +132,8 @@ def test_sgd_without_momentum_is_refused() -> None:
     with pytest.raises(ValueError) as info:
         friction_adapter(opt)
     assert str(info.value) == (
-        "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with momentum > 0, "
-        "got SGD with momentum 0"
+        "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with "
+        "momentum > 0, got SGD with momentum 0"
     )
 
 

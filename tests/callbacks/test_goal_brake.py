@@ -357,7 +357,8 @@ def test_an_unsupported_optimizer_fails_before_the_first_step(make_module, make_
     with pytest.raises(TypeError) as info:
         trainer.fit(module)
     assert str(info.value) == (
-        "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with momentum > 0, got Adam"
+        "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD with "
+        "momentum > 0, got Adam"
     )
     assert trainer.global_step == 0
 

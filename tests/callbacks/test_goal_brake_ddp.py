@@ -99,7 +99,7 @@ def _main(out: Path) -> None:
     import conftest as helpers  # this file's directory is sys.path[0]
     import lightning.pytorch as pl
 
-    from goalbrake.cli import close_process_group
+    from goalbrake.app import close_process_group
 
     class Losses(pl.Callback):
         def __init__(self) -> None:

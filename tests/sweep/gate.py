@@ -13,7 +13,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from goalbrake.sweep.trial_callbacks import StopCheck
+from goalbrake.sweep.run.trial_callbacks import StopCheck
 
 
 class Gate(pl.Callback):

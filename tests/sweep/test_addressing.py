@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goalbrake.sweep.addressing import AddressError, assign, resolve
+from goalbrake.sweep.define.addressing import AddressError, assign, resolve
 
 BASE = {
     "trainer": {

@@ -19,10 +19,10 @@ import yaml
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from goalbrake.sweep.recovery import retried_from
-from goalbrake.sweep.spec import load_spec
-from goalbrake.sweep.storage import open_storage, parse_storage
-from goalbrake.sweep.study import load_study
+from goalbrake.sweep.define import load_spec
+from goalbrake.sweep.run.recovery import retried_from
+from goalbrake.sweep.run.storage import open_storage, parse_storage
+from goalbrake.sweep.run.study import load_study
 from tests.sweep.helpers import explain, run_sweep, start_sweep, tiny_base
 
 URL = os.environ.get("GOALBRAKE_TEST_POSTGRES_URL")
@@ -65,7 +65,7 @@ def test_a_second_sweep_process_joins_the_same_study(tmp_path: Path, fm_dir: Pat
             second.kill()
     trials = _study(name).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
-    assert {(t.params["optimizer.lr"], t.params["seed"]) for t in trials} == {
+    assert {(t.params["optimizer.lr"], t.user_attrs["config"]["seed"]) for t in trials} == {
         (lr, s) for lr in (0.05, 0.1, 0.2) for s in (0, 1)
     }
     workers = {t.user_attrs["worker"]["pid"] for t in trials}

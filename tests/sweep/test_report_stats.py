@@ -2,7 +2,7 @@
 
 The study has the layout a ``test: true`` paper grid leaves in its storage (trial user
 attrs ``config`` and ``test``), so every number in paired.csv can be recomputed from the
-trials with :func:`goalbrake.sweep.stats.paired`.
+trials with :func:`goalbrake.sweep.report.stats.paired`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from goalbrake.sweep.report import comparisons, write_report
-from goalbrake.sweep.results import collect
-from goalbrake.sweep.stats import paired
-from goalbrake.sweep.study import STUDY_ATTR
+from goalbrake.sweep.attrs import STUDY_ATTR
+from goalbrake.sweep.report.command import write_report
+from goalbrake.sweep.report.results import collect
+from goalbrake.sweep.report.stats import paired
+from goalbrake.sweep.report.tables import comparisons
 
 PARAMS = ["optimizer.lr", "optimizer.mass", "brake.mode"]
 SEEDS = [0, 1, 2]
@@ -145,7 +146,7 @@ def test_log_axes_label_1_2_5_plainly_and_leave_minor_ticks_blank(which: str) ->
     """A short log range (0.05 … 0.7, as brake.goal's) gets readable labels, not 2×10⁻¹."""
     import matplotlib.pyplot as plt
 
-    from goalbrake.sweep.plots import _log_axis
+    from goalbrake.sweep.report.plots import _log_axis
 
     fig, ax = plt.subplots()
     values = [0.05, 0.08, 0.3, 0.7]

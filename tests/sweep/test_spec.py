@@ -7,9 +7,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
 
-from goalbrake.sweep.command import main as sweep_main
-from goalbrake.sweep.spec import Choices, FloatRange, IntRange, SweepSpecError, load_spec
+from goalbrake.sweep.define import SweepSpecError, load_spec
+from goalbrake.sweep.define.params import Choices, FloatRange, IntRange
+from goalbrake.sweep.run.command import main as sweep_main
+from goalbrake.sweep.run.study import make_sampler, progress
 
 
 def test_tpe_space(make_sweep: Callable[..., Path]) -> None:
@@ -66,12 +69,83 @@ def test_grid_rows_and_seeds(make_sweep: Callable[..., Path]) -> None:
         "brake.mode",
     ]
 
-    study = optuna.create_study(sampler=optuna.samplers.GridSampler(spec.grid_space(), seed=0))
+    study = optuna.create_study(sampler=make_sampler(spec))
     trial = study.ask()
     setting = spec.suggest(trial)
     config = spec.trial_config(setting)
     assert config["seed_everything"] == setting.seed == config["data"]["init_args"]["seed"]
     assert config["trainer"]["callbacks"][0]["init_args"]["mode"] == setting.values["brake.mode"]
+
+
+def test_grid_trials_store_each_varying_setting_as_a_parameter_and_not_the_seed(
+    make_sweep: Callable[..., Path],
+) -> None:
+    """optuna-dashboard and optuna.visualization read lr, factor, ... (issue 18), not a row."""
+    path = make_sweep(
+        {
+            "sampler": "grid",
+            "seeds": 2,
+            "rows": [
+                {"name": "slow", "optimizer.lr": 0.01, "brake.goal": 0.15},
+                {"name": "fast", "optimizer.lr": [0.1, 0.2], "brake.goal": 0.15},
+            ],
+            "space": {"brake.mode": ["remaining", "reduction"]},
+        }
+    )
+    spec = load_spec(path)
+    assert spec.row_params() == {"optimizer.lr": (0.01, 0.1, 0.2)}  # brake.goal never varies
+    settings = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        settings[trial.number] = spec.suggest(trial)
+        return 0.5
+
+    study = optuna.create_study(sampler=make_sampler(spec))
+    study.optimize(objective, n_trials=spec.grid_size())
+    for frozen in study.trials:
+        setting = settings[frozen.number]
+        assert frozen.params == {
+            "optimizer.lr": setting.values["optimizer.lr"],
+            "brake.mode": setting.values["brake.mode"],
+        }
+        assert frozen.distributions["optimizer.lr"] == CategoricalDistribution((0.01, 0.1, 0.2))
+    seen = {
+        (s.row, s.values["optimizer.lr"], s.values["brake.mode"], s.seed) for s in settings.values()
+    }
+    assert len(seen) == spec.grid_size() == 3 * 2 * 2  # every point and seed once
+    assert progress(study, spec).done
+
+
+def test_a_grid_study_recorded_with_row_and_seed_parameters_resumes(
+    make_sweep: Callable[..., Path],
+) -> None:
+    """Before issue 18 a grid trial's parameters were ``row`` and ``seed``: the grid ids
+    are the same, so such a study's finished points count and the rest still run."""
+    path = make_sweep(
+        {
+            "sampler": "grid",
+            "seeds": 2,
+            "rows": [{"optimizer.lr": 0.01}, {"optimizer.lr": 0.1}],
+        }
+    )
+    spec = load_spec(path)
+    sampler = make_sampler(spec)
+
+    def old_objective(trial: optuna.Trial) -> float:
+        # Recorded as before issue 18: the row label and the seed as the parameters.
+        point = sampler.point_of(trial)
+        assert trial.suggest_categorical("row", spec.grid_space()["row"]) == point["row"]
+        assert trial.suggest_categorical("seed", spec.grid_space()["seed"]) == point["seed"]
+        return 0.5
+
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(old_objective, n_trials=1)
+    assert set(study.trials[0].params) == {"row", "seed"}
+    assert progress(study, spec).unfinished_points == 3
+    study.optimize(lambda trial: spec.suggest(trial) and 0.5, n_trials=3)
+    assert progress(study, spec).done
+    ids = sorted(t.system_attrs["grid_id"] for t in study.trials)
+    assert ids == [0, 1, 2, 3]
 
 
 BAD = [
@@ -138,6 +212,15 @@ def test_bad_spec(make_sweep: Callable[..., Path], spec: dict, message: str) -> 
     assert "\n" not in str(info.value)
 
 
+MODES = "remaining, reduction, absolute"
+
+
+def _refused(path: Path, runs: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> list[str]:
+    """``goalbrake sweep`` on ``path`` exits 1; its stderr lines."""
+    assert sweep_main(["--config", str(path), "--runs-dir", str(runs), *flags]) == 1
+    return capsys.readouterr().err.strip().splitlines()
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -149,7 +232,37 @@ def test_bad_spec(make_sweep: Callable[..., Path], spec: dict, message: str) -> 
             {"sampler": "grid", "space": {"optimizer.lr": ["fast"]}},
             "does not build: optimizer.lr: Expected a <class 'float'>",
         ),
-        ({"sampler": "grid", "space": {"brake.mode": ["remaining", "remaning"]}}, "does not build"),
+        # Every class is instantiated once per value (issue 18): one line names the address
+        # and the value a constructor refuses.
+        # The high end of a range: only the low end was built before.
+        (
+            {"space": {"brake.goal": {"low": 0.05, "high": 1.5}}},
+            "brake.goal=1.5 does not build: Invalid goal value: 1.5 for mode 'remaining' "
+            "(must be in (0, 1))",
+        ),
+        # A later grid value, and the first one (the first trial's full build fails).
+        (
+            {"sampler": "grid", "space": {"brake.factor": [50, 0]}},
+            "brake.factor=0 does not build: Invalid factor value: 0.0 (must be > 0)",
+        ),
+        (
+            {"sampler": "grid", "space": {"brake.factor": [0, 50], "optimizer.lr": [0.1]}},
+            "brake.factor=0 does not build: Invalid factor value: 0.0 (must be > 0)",
+        ),
+        # A categorical choice: the constructor's reason, not jsonargparse's type noise.
+        (
+            {"sampler": "grid", "space": {"brake.mode": ["remaining", "remaning"]}},
+            f"brake.mode=remaning does not build: Invalid mode value: 'remaning' (must be one "
+            f"of {MODES})",
+        ),
+        # A row's value, checked with that row.
+        (
+            {
+                "sampler": "grid",
+                "rows": [{"brake.factor": 50}, {"name": "weak", "brake.factor": -1}],
+            },
+            "brake.factor=-1 does not build: Invalid factor value: -1.0 (must be > 0)",
+        ),
     ],
 )
 def test_command_stops_before_any_trial(
@@ -161,10 +274,8 @@ def test_command_stops_before_any_trial(
 ) -> None:
     path = make_sweep(spec)
     runs = tmp_path / "runs"
-    code = sweep_main(["--config", str(path), "--runs-dir", str(runs), "--workers", "0"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1
-    assert err[-1].startswith("goalbrake sweep: error: ") and message in err[-1], err
+    err = _refused(path, runs, capsys, "--workers", "0")
+    assert err[-1].startswith(f"goalbrake sweep: error: {path}: ") and message in err[-1], err
     # No study, no trial: the storage was never opened.
     assert not (runs / "sweep" / "study.journal").exists()
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from goalbrake.sweep.stats import paired, student_t_cdf, student_t_ppf
+from goalbrake.sweep.report.stats import paired, student_t_cdf, student_t_ppf
 
 ts = st.floats(min_value=-50.0, max_value=50.0, allow_nan=False)
 

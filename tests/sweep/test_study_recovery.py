@@ -10,23 +10,23 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from goalbrake.sweep.command import plan_workers
-from goalbrake.sweep.recovery import (
+from goalbrake.sweep.define import load_spec
+from goalbrake.sweep.run.recovery import (
     fail_lost,
     is_retried,
     lost_on_this_host,
     retried_from,
     retry_interrupted,
 )
-from goalbrake.sweep.spec import load_spec
-from goalbrake.sweep.storage import (
+from goalbrake.sweep.run.storage import (
     StorageError,
     ask_lock,
     open_storage,
     parse_storage,
     supervisor_lock,
 )
-from goalbrake.sweep.study import load_study, progress
+from goalbrake.sweep.run.study import load_study, progress
+from goalbrake.sweep.run.supervisor import plan_workers
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_plan_workers() -> None:
 def test_journal_lock_cuts_a_torn_last_record(tmp_path: Path) -> None:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from goalbrake.sweep.storage import JournalFlock
+    from goalbrake.sweep.run.storage import JournalFlock
 
     path = tmp_path / "s.journal"
     storage = open_storage(parse_storage(str(path)))

@@ -20,7 +20,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from goalbrake.sweep.recovery import retried_from
+from goalbrake.sweep.run.recovery import retried_from
 from tests.sweep.helpers import (
     explain,
     journal_study,
@@ -83,7 +83,7 @@ def test_two_workers_complete_a_grid_exactly(grid6: dict[str, Any]) -> None:
     study = journal_study(grid6["journal"], "grid6")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
-    points = {(t.params["optimizer.lr"], t.params["seed"]) for t in trials}
+    points = {(t.params["optimizer.lr"], t.user_attrs["config"]["seed"]) for t in trials}
     assert points == {(lr, s) for lr in (0.05, 0.1, 0.2) for s in (0, 1)}  # no duplicates
     pids = {t.user_attrs["worker"]["pid"] for t in trials}
     assert len(pids) == 2, "both worker processes ran trials"
@@ -91,7 +91,8 @@ def test_two_workers_complete_a_grid_exactly(grid6: dict[str, Any]) -> None:
         run = grid6["root"] / "runs" / "grid6" / f"trial_{t.number}"
         hparams, scalars = read_hparams(run)
         assert hparams["optimizer.lr"] == pytest.approx(t.params["optimizer.lr"])
-        assert hparams["seed"] == t.params["seed"] and hparams["trial"] == t.number
+        assert hparams["seed"] == t.user_attrs["config"]["seed"] and hparams["trial"] == t.number
+        assert set(t.params) == {"optimizer.lr"}  # the seed is not a tuned parameter
         assert hparams["method"] == "goal"
         assert {"hp/objective", "hp/final", "val/acc", "train/loss"} <= scalars
         assert t.value == max(t.user_attrs["curve"]["val/acc"])
@@ -106,7 +107,7 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
 ) -> None:
     """``test: true``: both test accuracies are in the storage, and the best one is what
     ``goalbrake test`` gives for the trial's config and best-val checkpoint."""
-    from goalbrake.cli import build
+    from goalbrake.app import build
 
     study = journal_study(grid6["journal"], "grid6")
     for t in study.trials:
@@ -118,7 +119,9 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
     monkeypatch.chdir(tmp_path)  # logger false: the test run's config.yaml lands here
     monkeypatch.setattr(sys, "argv", ["goalbrake"])  # the words come as args
     for t in study.trials[:2]:
-        run = grid6["root"] / t.user_attrs["tensorboard"]
+        # Relative to the runs directory, so a study's storage moves with its runs.
+        assert t.user_attrs["tensorboard"] == f"grid6/trial_{t.number}"
+        run = grid6["root"] / "runs" / t.user_attrs["tensorboard"]
         (best,) = (run / "checkpoints").glob("best-*.ckpt")
         assert best.name == f"best-epoch{t.user_attrs['best_epoch']:02d}.ckpt"
         cli = build(
@@ -139,7 +142,7 @@ def test_test_true_tests_the_final_weights_and_the_best_checkpoint(
 
 def _goalbrake_test(run: Path, ckpt: Path) -> dict[str, float]:
     """``goalbrake test`` of a trial's config and a checkpoint, in a fresh Trainer."""
-    from goalbrake.cli import build
+    from goalbrake.app import build
 
     cli = build(
         [
@@ -166,7 +169,7 @@ def test_test_true_scores_the_averaged_weights_validation_saw(
     proc = run_sweep("--config", str(path), "--runs-dir", "runs", cwd=path.parent)
     assert proc.returncode == 0, explain(proc)
     (t,) = journal_study(path.parent / "runs" / "ema" / "study.journal", "ema").trials
-    run = path.parent / t.user_attrs["tensorboard"]
+    run = path.parent / "runs" / t.user_attrs["tensorboard"]
     (best,) = (run / "checkpoints").glob("best-*.ckpt")
     checkpoint = torch.load(best, weights_only=False)
     raw = checkpoint["current_model_state"]
@@ -209,7 +212,7 @@ def test_a_refit_without_validation_records_train_acc_per_epoch(
     curve = t.user_attrs["curve"]
     assert curve["epoch"] == [0, 1, 2] and "val/acc" not in curve
     acc = EventAccumulator(
-        str(tmp_path / t.user_attrs["tensorboard"]), size_guidance={"scalars": 0}
+        str(tmp_path / "runs" / t.user_attrs["tensorboard"]), size_guidance={"scalars": 0}
     )
     acc.Reload()
     logged = [e.value for e in acc.Scalars("train/acc")]
@@ -237,7 +240,7 @@ def test_rerun_of_a_finished_study_starts_nothing(grid6: dict[str, Any]) -> None
 def test_report_tables_equal_the_storage(grid6: dict[str, Any], tmp_path: Path) -> None:
     import csv
 
-    from goalbrake.sweep.report import main as report_main
+    from goalbrake.sweep.report.command import main as report_main
 
     journal = grid6["journal"]
     out = tmp_path / "report"
@@ -320,6 +323,29 @@ def test_pruned_trials_stop_early(pruned: dict[str, Any]) -> None:
     assert sorted(slow.intermediate_values) == [0, 1, 2]
     _, slow_tags = read_hparams(pruned["root"] / "runs" / "pruned" / f"trial_{slow.number}")
     assert "hp/objective" in slow_tags
+
+
+def test_a_grid_with_failed_points_exits_1_and_counts_them_by_cause(
+    tmp_path: Path, fm_dir: Path
+) -> None:
+    """Every point ran, none completed: the study is over but not what was asked (issue 18)."""
+    spec = {
+        "sampler": "grid",
+        "objective": {"metric": "val/nothing", "direction": "maximize"},
+        "space": {"optimizer.lr": [0.05, 0.1]},
+    }
+    path = write(tmp_path, fm_dir, spec, "failing", epochs=1, batches=2)
+    proc = run_sweep("--config", str(path), "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
+    assert proc.returncode == 1, explain(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("goalbrake sweep:")]
+    assert lines[-3] == "goalbrake sweep: no complete trial yet"
+    assert lines[-2] == "goalbrake sweep: error: 2 of 2 grid points failed:"
+    assert lines[-1].startswith(
+        "goalbrake sweep:   2 × error: ValueError: the objective metric 'val/nothing' was "
+        "never logged (logged: "
+    ), lines[-1]
+    again = run_sweep("--config", str(path), "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
+    assert again.returncode == 1 and again.stderr.splitlines()[-2:] == proc.stderr.splitlines()[-2:]
 
 
 # ----------------------------------------------------------------- SIGKILL and Ctrl-C

@@ -36,11 +36,12 @@ import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from goalbrake.sweep.objective import build_trial, fit_config
-from goalbrake.sweep.results import StudyResults, TrialRow, collect
-from goalbrake.sweep.spec import SweepSpec, load_spec
-from goalbrake.sweep.study import STUDY_ATTR
-from goalbrake.sweep.validate import _settings, check_configs
+from goalbrake.app import build_config as build_trial
+from goalbrake.sweep.attrs import STUDY_ATTR
+from goalbrake.sweep.define import SweepSpec, load_spec
+from goalbrake.sweep.define.spec import fit_config
+from goalbrake.sweep.define.validate import _settings, check_configs
+from goalbrake.sweep.report.results import StudyResults, TrialRow, collect
 from tests.twins import tiny_twin
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,13 +55,21 @@ PRODUCT = {
     "cifar10_goal",
     "cifar10_goal_postgres",
 }
+#: The equal-budget benchmark (docs/benchmark.md): one folder of many studies, one per arm
+#: and dataset, each ``<dataset>_<arm>.yaml`` with its journal beside it.
+BENCHMARK = REPO / "experiments" / "benchmark"
 # experiments/configs links to ../configs, so moved study files keep their base paths.
 EXPERIMENTS = sorted(
-    d for d in (REPO / "experiments").iterdir() if d.is_dir() and not d.is_symlink()
+    d
+    for d in (REPO / "experiments").iterdir()
+    if d.is_dir() and not d.is_symlink() and d != BENCHMARK
 )
-STUDY_FILES = SWEEPS + [
-    d / f"{d.name}.yaml" for d in EXPERIMENTS if (d / f"{d.name}.yaml").is_file()
-]
+BENCHMARK_STUDIES = sorted(BENCHMARK.glob("*.yaml"))
+STUDY_FILES = (
+    SWEEPS
+    + [d / f"{d.name}.yaml" for d in EXPERIMENTS if (d / f"{d.name}.yaml").is_file()]
+    + BENCHMARK_STUDIES
+)
 
 
 def _study_file(experiment: Path) -> Path:
@@ -241,6 +250,29 @@ def test_experiment_journal_is_its_study_files_and_yields_its_readmes_numbers(
     spec = load_spec(_study_file(experiment))
     assert study.user_attrs[STUDY_ATTR]["fingerprint"] == spec.fingerprint()
     assert check_numbers(collect(study), lines) == []
+
+
+def test_benchmark_has_its_protocols_arms_on_both_datasets() -> None:
+    """Every arm of docs/benchmark.md that has its code in, on both datasets, tuned by TPE with
+    no pruner and the same number of trials within a dataset, on split 0, never tested."""
+    arms = {"sgd", "sgd_cosine", "sgd_step", "adamw_cosine", "phs", "phs_goal", "phs_step"}
+    specs = {p.stem: load_spec(p) for p in BENCHMARK_STUDIES}
+    assert set(specs) == {f"{ds}_{arm}" for ds in ("fashionmnist", "cifar10") for arm in arms}
+    for name, spec in specs.items():
+        assert spec.study == f"benchmark_{name}"
+        assert (spec.sampler, spec.pruner, spec.test) == ("tpe", "none", False)
+        assert spec.n_trials == (24 if name.startswith("fashionmnist") else 12)
+        data = yaml.safe_load((BENCHMARK / "configs" / f"{name}.yaml").read_text())["data"]
+        assert (data["init_args"]["split_seed"], data["init_args"]["batch_size"]) == (0, 64)
+
+
+@pytest.mark.parametrize("journal", sorted(BENCHMARK.glob("*.journal")), ids=lambda p: p.stem)
+def test_benchmark_journal_is_its_study_files_and_never_read_test(journal: Path) -> None:
+    spec = load_spec(journal.with_suffix(".yaml"))
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name=spec.study, storage=storage)
+    assert study.user_attrs[STUDY_ATTR]["fingerprint"] == spec.fingerprint()
+    assert all("test" not in t.user_attrs for t in study.trials)
 
 
 def test_check_numbers_names_each_number_the_journal_does_not_give() -> None:

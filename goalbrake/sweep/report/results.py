@@ -18,9 +18,23 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from goalbrake.sweep.recovery import retried_from
-from goalbrake.sweep.spec import SEED_PARAM
-from goalbrake.sweep.study import STUDY_ATTR
+from goalbrake.sweep.attrs import (
+    BEST_EPOCH,
+    CONFIG,
+    CURVE,
+    DURATION_S,
+    EPOCHS,
+    FAIL_REASON,
+    FINAL_VALUE,
+    PRUNE_REASON,
+    RECORD_BASE,
+    RECORD_METHOD,
+    SEED_PARAM,
+    STUDY_ATTR,
+    TEST,
+)
+from goalbrake.sweep.define.params import Scalar
+from goalbrake.sweep.run.recovery import KILLED, retried_from
 
 #: The goal reading's address (``remaining`` / ``reduction`` / ``absolute``).
 MODE = "brake.mode"
@@ -38,7 +52,7 @@ class TrialRow:
     final_value: float | None
     best_epoch: int | None
     epochs: int | None
-    config: dict[str, Any]
+    config: dict[str, Scalar]
     curve: dict[str, list[float | None]]
     reason: str
     retry_of: int | None
@@ -49,7 +63,7 @@ class TrialRow:
 
     @property
     def method(self) -> str:
-        return str(self.config.get("method", "?"))
+        return str(self.config.get(RECORD_METHOD, "?"))
 
     @property
     def arm(self) -> str:
@@ -63,7 +77,7 @@ class TrialRow:
         return None if value is None else float(value)
 
     @property
-    def seed(self) -> Any:
+    def seed(self) -> Scalar:
         return self.config.get(SEED_PARAM)
 
 
@@ -79,7 +93,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 class Point:
     """One hyperparameter setting (seeds aside) and its trials."""
 
-    key: tuple[tuple[str, Any], ...]
+    key: tuple[tuple[str, Scalar], ...]
     method: str
     trials: list[TrialRow] = field(default_factory=list)
 
@@ -103,7 +117,7 @@ class Point:
         """Mean ± std of the test accuracy of the ``final`` weights or ``best`` checkpoint."""
         return _mean_std([v for t in self.complete if (v := t.test_value(kind)) is not None])
 
-    def param(self, name: str) -> Any:
+    def param(self, name: str) -> Scalar:
         return dict(self.key).get(name)
 
 
@@ -127,11 +141,11 @@ class StudyResults:
 
     def points(self) -> list[Point]:
         """Points with at least one COMPLETE trial, best mean first."""
-        by_key: dict[tuple[tuple[str, Any], ...], Point] = {}
+        by_key: dict[tuple[tuple[str, Scalar], ...], Point] = {}
         for row in self.rows:
             key = tuple(
                 (name, row.config.get(name))
-                for name in ["base", *self.params]
+                for name in [RECORD_BASE, *self.params]
                 if name in row.config
             )
             point = by_key.setdefault(key, Point(key, row.method))
@@ -158,9 +172,9 @@ class StudyResults:
 
 def _row(trial: FrozenTrial) -> TrialRow:
     attrs = trial.user_attrs
-    reason = attrs.get("prune_reason") or attrs.get("fail_reason") or ""
+    reason = attrs.get(PRUNE_REASON) or attrs.get(FAIL_REASON) or ""
     if trial.state == TrialState.FAIL and not reason:
-        reason = "killed: heartbeat stopped (worker or node died)"
+        reason = KILLED
     if trial.state == TrialState.PRUNED and not reason and trial.intermediate_values:
         reason = f"pruned after epoch {max(trial.intermediate_values)}"
     value = trial.value
@@ -170,16 +184,16 @@ def _row(trial: FrozenTrial) -> TrialRow:
         number=trial.number,
         state=trial.state.name,
         value=value,
-        final_value=attrs.get("final_value"),
-        best_epoch=attrs.get("best_epoch"),
-        epochs=attrs.get("epochs"),
-        config=dict(attrs.get("config") or {}),
-        curve=dict(attrs.get("curve") or {}),
+        final_value=attrs.get(FINAL_VALUE),
+        best_epoch=attrs.get(BEST_EPOCH),
+        epochs=attrs.get(EPOCHS),
+        config=dict(attrs.get(CONFIG) or {}),
+        curve=dict(attrs.get(CURVE) or {}),
         reason=str(reason),
         retry_of=retried_from(trial),
-        duration_s=attrs.get("duration_s"),
+        duration_s=attrs.get(DURATION_S),
         intermediate=dict(trial.intermediate_values),
-        test=dict(attrs.get("test") or {}),
+        test=dict(attrs.get(TEST) or {}),
     )
 
 

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from goalbrake.app import callback_name, is_goal_brake
+from goalbrake.callbacks import GoalBrake
+
 __all__ = ["Address", "AddressError", "assign", "resolve"]
 
 #: Roots whose class is fixed by the app rather than named by a ``class_path``.
@@ -46,7 +49,7 @@ _FIXED_ROOTS = {
 _SUBCLASS_ROOTS = ("data", "optimizer", "lr_scheduler")
 #: The alias for the goal-oriented braking callback.
 BRAKE_ALIAS = "brake"
-BRAKE_CLASS = "GoalBrake"
+BRAKE_CLASS = GoalBrake.__name__
 #: Trainer arguments a sweep must not vary by address (the sweep owns them).
 _RESERVED = {
     "trainer.callbacks": "vary a callback's argument as brake.<arg> or callbacks.<Class>.<arg>",
@@ -106,15 +109,12 @@ def _callback_index(config: Mapping[str, Any], class_name: str, shown: str) -> i
     callbacks = (config.get("trainer") or {}).get("callbacks") or []
     if isinstance(callbacks, Mapping):
         callbacks = [callbacks]
-    hits = [
-        i
-        for i, entry in enumerate(callbacks)
-        if _is_class_spec(entry) and str(entry["class_path"]).rpartition(".")[2] == class_name
-    ]
+    if class_name == BRAKE_CLASS:
+        hits = [i for i, entry in enumerate(callbacks) if is_goal_brake(entry)]
+    else:
+        hits = [i for i, entry in enumerate(callbacks) if callback_name(entry) == class_name]
     if not hits:
-        present = ", ".join(
-            str(e["class_path"]).rpartition(".")[2] for e in callbacks if _is_class_spec(e)
-        )
+        present = ", ".join(n for e in callbacks if (n := callback_name(e)) is not None)
         raise AddressError(
             f"unknown parameter {shown!r}: the base config has no {class_name} in "
             f"trainer.callbacks (it has: {present or 'none'})"
@@ -173,6 +173,28 @@ def _walk_value(
     )
 
 
+def _resolve_callback(path: str, parts: list[str], config: Mapping[str, Any]) -> Address:
+    """``brake.<arg>`` or ``callbacks.<Class>.<arg>``: an argument of a callback entry."""
+    if parts[0] == BRAKE_ALIAS:
+        class_name, rest, prefix = BRAKE_CLASS, parts[1:], [BRAKE_ALIAS]
+    else:
+        if len(parts) < 2:
+            raise AddressError(f"invalid parameter path {path!r} (callbacks.<Class>.<arg>)")
+        class_name, rest = parts[1], parts[2:]
+        prefix = [BRAKE_ALIAS] if class_name == BRAKE_CLASS else ["callbacks", class_name]
+    if not rest:
+        raise AddressError(f"invalid parameter path {path!r} (name an argument: {path}.<arg>)")
+    index = _callback_index(config, class_name, path)
+    entry = config["trainer"]["callbacks"][index]
+    keys: list[str | int] = ["trainer", "callbacks", index, "init_args"]
+    name = list(prefix)
+    if rest[0] == "init_args":
+        rest = rest[1:]
+    cls = _class_of(str(entry["class_path"]), path)
+    _walk_class(entry.get("init_args") or {}, cls, list(rest), keys, name, path)
+    return Address(".".join(name), tuple(keys))
+
+
 def resolve(path: str, config: Mapping[str, Any]) -> Address:
     """Check ``path`` against ``config`` and return its canonical name and config keys.
 
@@ -192,25 +214,7 @@ def resolve(path: str, config: Mapping[str, Any]) -> Address:
     root = parts[0]
     keys: list[str | int]
     if root in (BRAKE_ALIAS, "callbacks"):
-        if root == BRAKE_ALIAS:
-            class_name, rest, prefix = BRAKE_CLASS, parts[1:], [BRAKE_ALIAS]
-        else:
-            if len(parts) < 2:
-                raise AddressError(f"invalid parameter path {path!r} (callbacks.<Class>.<arg>)")
-            class_name, rest = parts[1], parts[2:]
-            prefix = [BRAKE_ALIAS] if class_name == BRAKE_CLASS else ["callbacks", class_name]
-        if not rest:
-            raise AddressError(f"invalid parameter path {path!r} (name an argument: {path}.<arg>)")
-        index = _callback_index(config, class_name, path)
-        entry = config["trainer"]["callbacks"][index]
-        keys = ["trainer", "callbacks", index]
-        name = list(prefix)
-        if rest[0] == "init_args":
-            rest = rest[1:]
-        keys.append("init_args")
-        cls = _class_of(str(entry["class_path"]), path)
-        _walk_class(entry.get("init_args") or {}, cls, list(rest), keys, name, path)
-        return Address(".".join(name), tuple(keys))
+        return _resolve_callback(path, parts, config)
     if root in _FIXED_ROOTS:
         if len(parts) == 1:
             raise AddressError(f"invalid parameter path {path!r} (name an argument: {root}.<arg>)")

@@ -13,7 +13,7 @@ The journal file is Optuna's append-only operation log (``JournalFileBackend``, 
 append under a lock file and ``fsync``\\ ed): local worker processes share it safely and a
 killed writer cannot corrupt what is already written. It has no heartbeat, so the
 ``goalbrake sweep`` process that starts the workers fails and retries a dead worker's trial
-itself (:mod:`goalbrake.sweep.recovery`). RDB storages get Optuna's heartbeat
+itself (:mod:`goalbrake.sweep.run.recovery`). RDB storages get Optuna's heartbeat
 (``heartbeat_interval``, ``grace_period``) and ``RetryHeartbeatStaleTrialCallback``, which
 covers a whole node going away.
 
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import time
 import warnings
@@ -45,12 +46,13 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 __all__ = [
@@ -139,8 +141,6 @@ def _driver_url(storage: StorageURL) -> str:
     extra installs psycopg2. A URL that names its driver (``postgresql+psycopg2://``) is
     left alone.
     """
-    import importlib.util
-
     scheme, rest = storage.url.split("://", 1)
     if scheme != "postgresql":
         return storage.url
@@ -155,6 +155,16 @@ def _driver_url(storage: StorageURL) -> str:
 
 #: Tries to open an RDB storage while another process creates its schema.
 _SCHEMA_ATTEMPTS = 5
+
+
+def _open_journal(storage: StorageURL) -> JournalStorage:
+    assert storage.path is not None
+    try:
+        storage.path.parent.mkdir(parents=True, exist_ok=True)
+        path = storage.path.resolve()
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path)))
+    except OSError as err:
+        raise StorageError(f"cannot open journal {storage.path}: {err.strerror}") from None
 
 
 def open_storage(
@@ -174,13 +184,7 @@ def open_storage(
         StorageError: the database cannot be reached or the file cannot be created.
     """
     if storage.kind == "journal":
-        assert storage.path is not None
-        try:
-            storage.path.parent.mkdir(parents=True, exist_ok=True)
-            path = storage.path.resolve()
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path)))
-        except OSError as err:
-            raise StorageError(f"cannot open journal {storage.path}: {err.strerror}") from None
+        return _open_journal(storage)
     if storage.path is not None:
         storage.path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -217,7 +221,7 @@ def open_storage(
             raise StorageError(f"cannot open storage {storage.shown}: {first}") from None
 
 
-def _rdb_of(storage: Any) -> RDBStorage | None:
+def _rdb_of(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
     if isinstance(storage, RDBStorage):
         return storage
     backend = getattr(storage, "_backend", None)
@@ -312,11 +316,9 @@ class _AdvisoryLock:
     def __init__(self, rdb: RDBStorage, key: int) -> None:
         self._engine = rdb.engine
         self._key = key
-        self._conn: Any = None
+        self._conn: Connection | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
-        from sqlalchemy import text
-
         conn = self._engine.connect()
         if blocking:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
@@ -329,14 +331,18 @@ class _AdvisoryLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            from sqlalchemy import text
-
             conn, self._conn = self._conn, None
             try:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
                 conn.commit()
             finally:
                 conn.close()
+
+
+class _Lock(Protocol):
+    def acquire(self, blocking: bool = True) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class _NoLock:
@@ -350,7 +356,7 @@ class _NoLock:
 class AskLock:
     """The study's ask lock; ``release()`` may be called early and more than once."""
 
-    def __init__(self, impl: Any) -> None:
+    def __init__(self, impl: _Lock) -> None:
         self._impl = impl
         self._held = False
 
@@ -371,7 +377,7 @@ class AskLock:
         self.release()
 
 
-def ask_lock(storage: StorageURL, backend: Any, study: str) -> AskLock:
+def ask_lock(storage: StorageURL, backend: optuna.storages.BaseStorage, study: str) -> AskLock:
     """The lock held from "count the trials" until a started trial has its parameters.
 
     A journal or SQLite file gets ``<file>.ask.lock`` (flock); PostgreSQL an advisory lock

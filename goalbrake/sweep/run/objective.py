@@ -2,11 +2,11 @@
 
 :class:`Objective` samples the trial's setting (:meth:`SweepSpec.suggest`), builds the fit
 config (base config + fixed values + sampled values + seed), builds the run with
-:func:`goalbrake.cli.build` and fits it with three callbacks added:
+:func:`goalbrake.app.build_config` and fits it with three callbacks added:
 
-* :class:`~goalbrake.sweep.trial_callbacks.NonFiniteLossPruner`: NaN/inf loss → PRUNED,
+* :class:`~goalbrake.sweep.run.trial_callbacks.NonFiniteLossPruner`: NaN/inf loss → PRUNED,
   reason in the user attr ``prune_reason``;
-* :class:`~goalbrake.sweep.trial_callbacks.TrialRecorder`: per-epoch metrics in the user
+* :class:`~goalbrake.sweep.run.trial_callbacks.TrialRecorder`: per-epoch metrics in the user
   attr ``curve``;
 * optuna-integration's ``PyTorchLightningPruningCallback`` on the objective metric, with
   ``check_pruned()`` after fit as its documentation asks for distributed training.
@@ -17,121 +17,61 @@ checkpoint selected on validation would keep); the last epoch's value is the use
 a reproduction (a grid that selects nothing) may set ``test: true``, and a COMPLETE trial
 is then tested after its fit: the final weights, and the best-val checkpoint when
 ``checkpoint: true``, in the user attr ``test`` (``{"final": {"test/acc": ..,
-"test/loss": ..}, "best": {..}}``; DESIGN §5 asks for both).
+"test/loss": ..}, "best": {..}}``; docs/design.md, "Sweeps", asks for both).
 The TensorBoard run of trial n is ``<runs>/<study>/trial_<n>``, with the trial's
 hyperparameters and ``hp/objective``, ``hp/final``, ``hp/epochs`` in the HPARAMS tab.
 
-User attrs of a trial: ``worker`` (host, pid, index), ``config`` (every reported
-parameter's effective value, base, method, seed), ``curve``, ``best_epoch``,
-``final_value``, ``epochs``, ``duration_s``, ``tensorboard``, and ``prune_reason`` or
-``fail_reason`` when it did not complete.
+The user attrs a trial writes are those of :mod:`goalbrake.sweep.attrs`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.trainer.states import TrainerStatus
 from optuna_integration import PyTorchLightningPruningCallback
 
-from goalbrake.sweep.spec import SweepSpec, TrialSetting
-from goalbrake.sweep.storage import AskLock
-from goalbrake.sweep.trial_callbacks import (
+from goalbrake.app import GoalbrakeCLI, build_config
+from goalbrake.sweep.attrs import (
+    ATTEMPT_ATTRS,
+    BEST_EPOCH,
+    CONFIG,
+    DURATION_S,
+    EPOCHS,
+    FAIL_REASON,
+    FINAL_VALUE,
+    PRUNE_REASON,
+    TENSORBOARD,
+    TEST,
+    WORKER,
+)
+from goalbrake.sweep.define import SweepSpec
+from goalbrake.sweep.define.spec import Config, TrialSetting, fit_config, trial_dir
+from goalbrake.sweep.run.storage import AskLock
+from goalbrake.sweep.run.trial_callbacks import (
     NonFiniteLossPruner,
     StopCheck,
     StopRequested,
     TrialRecorder,
 )
 
-__all__ = ["Interrupted", "Objective", "fit_config", "trial_dir"]
+__all__ = ["Interrupted", "Objective", "Worker"]
 
-#: User attrs that describe one attempt; a retried trial starts with them cleared.
-ATTEMPT_ATTRS = (
-    "fail_reason",
-    "prune_reason",
-    "nonfinite",
-    "curve",
-    "best_epoch",
-    "final_value",
-    "test",
-)
 INTERRUPTED = "interrupted"
+#: Who runs a trial: host, pid, index (and the GPUs it sees), as the ``worker`` user attr.
+Worker = dict[str, str | int | None]
 
 
 class Interrupted(KeyboardInterrupt):
     """The worker was asked to stop (SIGINT/SIGTERM) while a trial ran."""
-
-
-def trial_dir(runs_dir: str | Path, study: str, number: int) -> Path:
-    """The TensorBoard run directory of trial ``number``."""
-    return Path(runs_dir) / study / f"trial_{number}"
-
-
-def fit_config(
-    spec: SweepSpec, setting: TrialSetting, runs_dir: str | Path, number: int
-) -> dict[str, Any]:
-    """The full fit config of a trial, with its logger (and checkpoint) set by the sweep."""
-    config = spec.trial_config(setting)
-    trainer = config.setdefault("trainer", {})
-    trainer["logger"] = {
-        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {
-            "save_dir": str(Path(runs_dir) / spec.study),
-            "name": "",
-            "version": f"trial_{number}",
-            "default_hp_metric": False,
-        },
-    }
-    trainer["enable_progress_bar"] = False
-    trainer.setdefault("enable_model_summary", False)
-    callbacks = [
-        c
-        for c in trainer.get("callbacks") or []
-        if not str((c or {}).get("class_path", "")).endswith("ModelCheckpoint")
-    ]
-    if spec.checkpoint:
-        callbacks.append(
-            {
-                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                "init_args": {
-                    "monitor": spec.metric,
-                    "mode": "max" if spec.direction == "maximize" else "min",
-                    "filename": "best-epoch{epoch:02d}",
-                    "auto_insert_metric_name": False,
-                },
-            }
-        )
-    trainer["callbacks"] = callbacks
-    trainer["enable_checkpointing"] = spec.checkpoint
-    return config
-
-
-def build_trial(config: dict[str, Any]) -> Any:
-    """Build the run of a trial config with the app's one builder (no ``run``)."""
-    from goalbrake.cli import build
-
-    # LightningCLI warns when sys.argv carries words besides a dict config; a sweep's
-    # argv (goalbrake sweep --config ...) is not for the trial's parser.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        return build(
-            copy.deepcopy(config),
-            run=False,
-            parser_kwargs={"exit_on_error": False},
-            trainer_defaults={"callbacks": []},
-        )
-    finally:
-        sys.argv = argv
 
 
 def _first_line(err: BaseException) -> str:
@@ -156,30 +96,33 @@ class Objective:
         self,
         spec: SweepSpec,
         runs_dir: str | Path,
-        worker: dict[str, Any] | None = None,
+        worker: Worker | None = None,
         lock: AskLock | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.spec = spec
         self.stop = stop or threading.Event()
         self.runs_dir = Path(runs_dir)
-        self.worker = worker or {"host": socket.gethostname(), "pid": os.getpid(), "index": 0}
+        self.worker: Worker = worker or {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "index": 0,
+        }
         self.lock = lock
         #: The last trial's end: "complete", "pruned", "interrupted" or "error".
         self.last_outcome: str | None = None
 
-    def _start(self, trial: optuna.Trial) -> tuple[TrialSetting, dict[str, Any]]:
-        trial.set_user_attr("worker", self.worker)
+    def _start(self, trial: optuna.Trial) -> tuple[TrialSetting, Config]:
+        trial.set_user_attr(WORKER, self.worker)
         inherited = trial.user_attrs
         for key in ATTEMPT_ATTRS:
             if inherited.get(key) is not None:
                 trial.set_user_attr(key, None)
         setting = self.spec.suggest(trial)
         config = fit_config(self.spec, setting, self.runs_dir, trial.number)
-        trial.set_user_attr("config", self.spec.describe(setting, config))
-        trial.set_user_attr(
-            "tensorboard", str(trial_dir(self.runs_dir, self.spec.study, trial.number))
-        )
+        trial.set_user_attr(CONFIG, self.spec.describe(setting, config))
+        # Relative to the runs directory: the storage may move to another machine.
+        trial.set_user_attr(TENSORBOARD, trial_dir("", self.spec.study, trial.number).as_posix())
         return setting, config
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -198,17 +141,17 @@ class Objective:
             raise
         except (StopRequested, KeyboardInterrupt, SystemExit) as err:
             self.last_outcome = INTERRUPTED
-            trial.set_user_attr("fail_reason", f"{INTERRUPTED}: the worker was stopped")
+            trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: the worker was stopped")
             raise Interrupted() from err
         except Exception as err:
-            reason = trial.user_attrs.get("fail_reason") or f"error: {_first_line(err)}"
-            trial.set_user_attr("fail_reason", reason)
+            reason = trial.user_attrs.get(FAIL_REASON) or f"error: {_first_line(err)}"
+            trial.set_user_attr(FAIL_REASON, reason)
             raise
 
-    def _fit(self, trial: optuna.Trial, config: dict[str, Any]) -> float:
+    def _fit(self, trial: optuna.Trial, config: Config) -> float:
         start = time.perf_counter()
         try:
-            cli = build_trial(config)
+            cli = build_config(config)
         except SystemExit as err:  # pragma: no cover - exit_on_error=False prevents it
             raise ValueError(f"the trial's fit config does not parse (exit {err.code})") from None
         trainer = cli.trainer
@@ -224,11 +167,11 @@ class Objective:
             # Under DDP the pruning decision travels through the storage (RDB only).
             pruning.check_pruned()
             if self.spec.test and recorder.best is not None:
-                trial.set_user_attr("test", self._test(trainer, cli))
+                trial.set_user_attr(TEST, self._test(trainer, cli))
         except optuna.TrialPruned as err:
             outcome = "pruned"
-            if not trial.user_attrs.get("prune_reason"):
-                trial.set_user_attr("prune_reason", f"{self.spec.pruner} pruner: {err}")
+            if not trial.user_attrs.get(PRUNE_REASON):
+                trial.set_user_attr(PRUNE_REASON, f"{self.spec.pruner} pruner: {err}")
             raise
         finally:
             if outcome == "pruned" or recorder.best is not None:
@@ -242,11 +185,11 @@ class Objective:
         self.last_outcome = "complete"
         return recorder.best
 
-    def _test(self, trainer: Any, cli: Any) -> dict[str, dict[str, float]]:
+    def _test(self, trainer: Trainer, cli: GoalbrakeCLI) -> dict[str, dict[str, float]]:
         """Test the final weights, then the best-val checkpoint (if one was kept)."""
 
-        def run(**kwargs: Any) -> dict[str, float]:
-            (metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, verbose=False, **kwargs)
+        def run() -> dict[str, float]:
+            (metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
             return {name: float(value) for name, value in metrics.items()}
 
         out = {"final": run()}
@@ -264,20 +207,20 @@ class Objective:
     def _finish(
         self,
         trial: optuna.Trial,
-        trainer: Any,
+        trainer: Trainer,
         recorder: TrialRecorder,
         outcome: str,
         seconds: float,
     ) -> None:
         epochs = len(recorder.curve["epoch"])
-        trial.set_user_attr("best_epoch", recorder.best_epoch)
-        trial.set_user_attr("final_value", recorder.final)
-        trial.set_user_attr("epochs", epochs)
-        trial.set_user_attr("duration_s", round(seconds, 3))
+        trial.set_user_attr(BEST_EPOCH, recorder.best_epoch)
+        trial.set_user_attr(FINAL_VALUE, recorder.final)
+        trial.set_user_attr(EPOCHS, epochs)
+        trial.set_user_attr(DURATION_S, round(seconds, 3))
         logger = trainer.logger
         if logger is None:
             return
-        record = dict(trial.user_attrs.get("config") or {})
+        record = dict(trial.user_attrs.get(CONFIG) or {})
         hparams = {k: v for k, v in record.items() if v is not None}
         hparams["trial"] = trial.number
         hparams["outcome"] = outcome

@@ -33,8 +33,12 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from goalbrake.sweep.attrs import FAIL_REASON, WORKER
+
 __all__ = [
+    "KILLED",
     "fail_lost",
+    "fail_reason",
     "fail_stale",
     "is_retried",
     "lost_on_this_host",
@@ -44,6 +48,15 @@ __all__ = [
 ]
 
 RETRYABLE_PREFIXES = ("interrupted", "killed")
+
+
+#: Why a FAIL trial failed when it recorded nothing itself.
+KILLED = "killed: heartbeat stopped (worker or node died)"
+
+
+def fail_reason(trial: FrozenTrial) -> str:
+    """Why a FAIL ``trial`` failed: its ``fail_reason``, else :data:`KILLED`."""
+    return str(trial.user_attrs.get(FAIL_REASON) or KILLED)
 
 
 def retried_from(trial: FrozenTrial) -> int | None:
@@ -76,7 +89,7 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int) -> bool:
 def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
         return bool(storage.set_trial_state_values(trial._trial_id, TrialState.FAIL))
     except UpdateFinishedTrialError:
         return False  # finished meanwhile (by its worker, or failed by someone else)
@@ -118,7 +131,7 @@ def lost_on_this_host(
     host = socket.gethostname()
 
     def lost(trial: FrozenTrial) -> str | None:
-        worker = trial.user_attrs.get("worker")
+        worker = trial.user_attrs.get(WORKER)
         if everything_running:
             return "killed: its worker is gone (found RUNNING with no live worker)"
         if not isinstance(worker, dict):
@@ -153,7 +166,7 @@ def retry_interrupted(study: optuna.Study, max_retry: int) -> list[int]:
     for trial in trials:
         if trial.state != TrialState.FAIL or trial.number in retried:
             continue
-        reason = str(trial.user_attrs.get("fail_reason") or "")
+        reason = str(trial.user_attrs.get(FAIL_REASON) or "")
         if reason.startswith(RETRYABLE_PREFIXES) and retry(study, trial, max_retry):
             out.append(trial.number)
     return out

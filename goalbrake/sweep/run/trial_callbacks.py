@@ -18,6 +18,8 @@ import lightning.pytorch as pl
 import optuna
 import torch
 
+from goalbrake.sweep.attrs import CURVE, NONFINITE, PRUNE_REASON
+
 __all__ = ["NonFiniteLossPruner", "StopCheck", "StopRequested", "TrialRecorder"]
 
 #: Metric name prefixes the recorder keeps per epoch (besides the objective metric).
@@ -25,7 +27,7 @@ RECORDED_PREFIXES = ("val/", "brake/")
 RECORDED_NAMES = ("train/loss",)
 
 
-def _scalar(value: Any) -> float | None:
+def _scalar(value: object) -> float | None:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             return None
@@ -88,7 +90,7 @@ class TrialRecorder(pl.Callback):
                 self.best, self.best_epoch = value, epoch
         # JSON has no NaN; the storage keeps None.
         self.trial.set_user_attr(
-            "curve",
+            CURVE,
             {
                 k: [None if isinstance(v, float) and not math.isfinite(v) else v for v in col]
                 for k, col in self.curve.items()
@@ -141,8 +143,8 @@ class NonFiniteLossPruner(pl.Callback):
             f"non-finite {what} ({value}) at epoch {trainer.current_epoch}, "
             f"step {trainer.global_step}"
         )
-        self.trial.set_user_attr("prune_reason", reason)
-        self.trial.set_user_attr("nonfinite", True)
+        self.trial.set_user_attr(PRUNE_REASON, reason)
+        self.trial.set_user_attr(NONFINITE, True)
         raise optuna.TrialPruned(reason)
 
     def _check(self, trainer: pl.Trainer) -> None:

@@ -1,8 +1,8 @@
 """A sweep worker: pulls trials from the shared study until it is done.
 
-``goalbrake sweep`` starts these as ``python -m goalbrake.sweep.worker ...``, one per GPU
+``goalbrake sweep`` starts these as ``python -m goalbrake.sweep.run.worker ...``, one per GPU
 (pinned with ``CUDA_VISIBLE_DEVICES``) or K on CPUs (each with its share of threads). A
-worker loops: take the ask lock, count the trials (:func:`goalbrake.sweep.study.progress`),
+worker loops: take the ask lock, count the trials (:func:`goalbrake.sweep.run.study.progress`),
 start one trial if the study needs one (the objective releases the lock once the trial
 has its parameters), else wait. Exit status: 0 when the study is done or the deadline has
 passed, 130 when stopped by SIGINT/SIGTERM (its running trial is FAIL with
@@ -21,15 +21,18 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 import optuna
+import torch
 
-from goalbrake.sweep.objective import INTERRUPTED, Objective
-from goalbrake.sweep.recovery import fail_stale
-from goalbrake.sweep.spec import SweepSpec, load_spec
-from goalbrake.sweep.storage import AskLock, ask_lock, open_storage, parse_storage
-from goalbrake.sweep.study import load_study, make_sampler, progress, worker_seed
+from goalbrake.app import quiet_dependency_warnings
+from goalbrake.sweep.attrs import FAIL_REASON
+from goalbrake.sweep.define import SweepSpec, load_spec
+from goalbrake.sweep.run.objective import INTERRUPTED, Objective, Worker
+from goalbrake.sweep.run.recovery import fail_stale
+from goalbrake.sweep.run.storage import AskLock, ask_lock, open_storage, parse_storage
+from goalbrake.sweep.run.study import load_study, make_sampler, progress, worker_seed
 
 __all__ = ["EXIT_FAILING", "EXIT_STOPPED", "main", "run_worker"]
 
@@ -41,8 +44,6 @@ MAX_CONSECUTIVE_ERRORS = 3
 
 def quiet_lightning() -> None:
     """Keep a worker's output to Optuna's one line per trial and real warnings."""
-    from goalbrake.cli import quiet_dependency_warnings
-
     quiet_dependency_warnings()
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -56,7 +57,7 @@ def run_worker(
     runs_dir: str | Path,
     target: int | None = None,
     deadline: float | None = None,
-    worker: dict[str, Any] | None = None,
+    worker: Worker | None = None,
     poll_s: float = 1.0,
     stop: threading.Event | None = None,
 ) -> int:
@@ -95,7 +96,7 @@ def run_worker(
             last = study.get_trials(deepcopy=False)[-1]
             print(
                 f"goalbrake sweep: error: {errors} trials in a row failed; last: "
-                f"{last.user_attrs.get('fail_reason', '?')}",
+                f"{last.user_attrs.get(FAIL_REASON, '?')}",
                 file=sys.stderr,
             )
             return EXIT_FAILING
@@ -104,7 +105,7 @@ def run_worker(
 def stop_on_signals(stop: threading.Event) -> None:
     """SIGINT/SIGTERM set ``stop``; a second one raises KeyboardInterrupt at once."""
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
@@ -126,7 +127,7 @@ def _watch_parent(parent: int, stop: threading.Event) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m goalbrake.sweep.worker")
+    p = argparse.ArgumentParser(prog="python -m goalbrake.sweep.run.worker")
     p.add_argument("--config", required=True)
     p.add_argument("--study", required=True)
     p.add_argument("--storage", required=True)
@@ -148,8 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _watch_parent(os.getppid(), stop)
     quiet_lightning()
     if args.threads > 0:
-        import torch
-
         torch.set_num_threads(args.threads)
     try:
         spec = load_spec(args.config, study=args.study)

@@ -16,17 +16,24 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from goalbrake.sweep.results import Point, StudyResults
+from goalbrake.sweep.attrs import ROW_PARAM
+from goalbrake.sweep.define.params import Scalar
+from goalbrake.sweep.report.results import Point, StudyResults, TrialRow
 
 __all__ = [
     "plot_curves",
@@ -52,7 +59,7 @@ def _label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def _numeric(values: Sequence[Any]) -> bool:
+def _numeric(values: Sequence[Scalar]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
@@ -61,7 +68,7 @@ def _log_scale(values: Sequence[float]) -> bool:
     return len(positive) == len(values) and len(values) > 1 and max(values) / min(values) >= 10
 
 
-def _log_axis(ax: Any, which: str) -> None:
+def _log_axis(ax: Axes, which: str) -> None:
     """Log scale on ``ax``'s ``which`` ("x" or "y") axis, labelled plainly at 1, 2, 5 × 10^k
     (matplotlib's default labels a short range's minor ticks in overlapping 2×10⁻¹ text)."""
     if which == "x":
@@ -75,7 +82,7 @@ def _log_axis(ax: Any, which: str) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -85,13 +92,116 @@ def _metric_label(results: StudyResults) -> str:
     return f"{results.metric} (best epoch)"
 
 
+def _y_range(rows: list[TrialRow], points: list[Point]) -> tuple[float, float, float]:
+    """(floor, pad, high) of the objective axis.
+
+    The range follows the complete trials and the error bars; pruned trials (whose last
+    value may be far below) sit on the floor as hollow triangles.
+    """
+    done = [r.value for r in rows if r.state == "COMPLETE"] or [r.value for r in rows]
+    values = [v for v in done if v is not None]
+    for point in points:  # error bars stay inside the frame
+        mean, std = point.value
+        if mean is not None:
+            values += [mean - (std or 0.0), mean + (std or 0.0)]
+    lo, hi = min(values), max(values)
+    pad = max(0.06 * (hi - lo), 0.005)
+    return lo - 2.0 * pad, pad, hi
+
+
+@dataclass(frozen=True)
+class _XAxis:
+    """Where each value of one hyperparameter sits on its panel's x axis."""
+
+    positions: dict[Scalar, float]
+    log: bool
+    numeric: bool
+
+    def at(self, value: Scalar, salt: int) -> float:
+        """The value's position, jittered deterministically so markers stay visible."""
+        x = self.positions[value]
+        u = ((salt * 2654435761) % 1000) / 1000 - 0.5
+        return x * (1.0 + 0.12 * u) if self.log else x + u * (0.3 if not self.numeric else 0.0)
+
+
+def _x_axis(ax: Axes, values: list[Scalar]) -> _XAxis:
+    """Numbers on a (log) number line; categories at 0, 1, ... with their labels."""
+    if _numeric(values):
+        positions = {v: float(v) for v in values}  # type: ignore[arg-type]
+        return _XAxis(positions, _log_scale(list(positions.values())), True)
+    cats = sorted({str(v) for v in values})
+    tilt = len(cats) > 3
+    ax.set_xticks(
+        range(len(cats)), cats, rotation=30 if tilt else 0, ha="right" if tilt else "center"
+    )
+    ax.set_xlim(-0.6, len(cats) - 0.4)
+    return _XAxis({v: float(cats.index(str(v))) for v in values}, False, False)
+
+
+@dataclass
+class _Panels:
+    """What every panel of the objective-vs-parameter figure shares."""
+
+    per_point: bool
+    floor: float
+    seen: dict[str, str] = field(default_factory=dict)
+    methods: set[str] = field(default_factory=set)
+
+
+def _draw_panel(
+    ax: Axes, name: str, rows: list[TrialRow], points: list[Point], panels: _Panels
+) -> _XAxis:
+    """The trials (pruned ones hollow on the floor) and the points' mean ± std of ``name``."""
+    present = [r for r in rows if name in r.config]
+    axis = _x_axis(ax, [r.config[name] for r in present])
+    for r in present:
+        color = _color(r.method, panels.seen)
+        panels.methods.add(r.method)
+        x = axis.at(r.config[name], r.number)
+        if r.state == "COMPLETE":
+            size, alpha = (16, 0.25) if panels.per_point else (22, 0.6)
+            ax.scatter(x, r.value, s=size, color=color, alpha=alpha, linewidths=0)
+        else:
+            ax.scatter(
+                x,
+                max(r.value, panels.floor),  # type: ignore[type-var]
+                s=26,
+                marker="v",
+                facecolors="none",
+                edgecolors=color,
+                alpha=0.8,
+            )
+    for i, point in enumerate(points):
+        value, (mean, std) = point.param(name), point.value
+        if value is None or mean is None:
+            continue
+        color = _color(point.method, panels.seen)
+        x = axis.at(value, i + 7919)
+        ax.errorbar(x, mean, yerr=std or 0.0, fmt="o", ms=4, color=color, capsize=2, lw=1.0)
+    return axis
+
+
+def _legend(rows: list[TrialRow], panels: _Panels) -> list[Line2D]:
+    handles = [
+        Line2D([], [], marker="o", ls="", color=_color(m, panels.seen), label=_label(m))
+        for m in sorted(panels.methods)
+    ]
+    if any(r.state == "PRUNED" for r in rows):
+        pruned = "pruned (last value, clipped)"
+        handles.append(Line2D([], [], marker="v", ls="", mfc="none", color="grey", label=pruned))
+    if panels.per_point:
+        mean = "setting: mean ± std over seeds"
+        handles.append(Line2D([], [], marker="o", ls="-", color="grey", label=mean))
+    return handles
+
+
 def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
     """One panel per varying hyperparameter: objective (and pruned trials' last value).
 
     With several seeds per point, each point is drawn as mean ± std over its seeds (the
     seeds themselves faint); otherwise every trial is one marker.
     """
-    names = [n for n in results.varying() if n != "row"]
+    names = [n for n in results.varying() if n != ROW_PARAM]
     rows = [r for r in results.rows if r.state in ("COMPLETE", "PRUNED") and r.value is not None]
     if not names or not rows:
         return None
@@ -107,79 +217,10 @@ def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
         sharey=True,
         layout="constrained",
     )
-    seen: dict[str, str] = {}
-    methods_drawn: set[str] = set()
-    # The y range follows the complete trials; pruned trials (whose last value may be far
-    # below) sit on the bottom edge as hollow triangles.
-    done = [r.value for r in rows if r.state == "COMPLETE"] or [r.value for r in rows]
-    for point in points:  # error bars stay inside the frame
-        mean, std = point.value
-        if mean is not None:
-            done += [mean - (std or 0.0), mean + (std or 0.0)]
-    lo, hi = min(done), max(done)
-    pad = max(0.06 * (hi - lo), 0.005)
-    floor = lo - 2.0 * pad
+    floor, pad, hi = _y_range(rows, points)
+    panels = _Panels(per_point, floor)
     for ax, name in zip(axes.flat, names, strict=False):
-        present = [r for r in rows if name in r.config]
-        values = [r.config[name] for r in present]
-        numeric = _numeric(values)
-        if numeric:
-            positions = {v: float(v) for v in values}
-            log = _log_scale([float(v) for v in values])
-        else:
-            cats = sorted({str(v) for v in values})
-            positions = {v: float(cats.index(str(v))) for v in values}
-            tilt = len(cats) > 3
-            ax.set_xticks(
-                range(len(cats)), cats, rotation=30 if tilt else 0, ha="right" if tilt else "center"
-            )
-            ax.set_xlim(-0.6, len(cats) - 0.4)
-            log = False
-
-        def spread(x: float, salt: int, log: bool = log, numeric: bool = numeric) -> float:
-            # Deterministic jitter so overlapping markers stay visible.
-            u = ((salt * 2654435761) % 1000) / 1000 - 0.5
-            return x * (1.0 + 0.12 * u) if log else x + u * (0.3 if not numeric else 0.0)
-
-        for r in present:
-            color = _color(r.method, seen)
-            methods_drawn.add(r.method)
-            x = spread(positions[r.config[name]], r.number)
-            if r.state == "COMPLETE":
-                ax.scatter(
-                    x,
-                    r.value,
-                    s=16 if per_point else 22,
-                    color=color,
-                    alpha=0.25 if per_point else 0.6,
-                    linewidths=0,
-                )
-            else:
-                ax.scatter(
-                    x,
-                    max(r.value, floor),
-                    s=26,
-                    marker="v",
-                    facecolors="none",
-                    edgecolors=color,
-                    alpha=0.8,
-                )
-        for i, point in enumerate(points):
-            value = point.param(name)
-            mean, std = point.value
-            if value is None or mean is None:
-                continue
-            ax.errorbar(
-                spread(positions[value], i + 7919),
-                mean,
-                yerr=std or 0.0,
-                fmt="o",
-                ms=4,
-                color=_color(point.method, seen),
-                capsize=2,
-                lw=1.0,
-            )
-        if log:
+        if _draw_panel(ax, name, rows, points, panels).log:
             _log_axis(ax, "x")
         ax.set_xlabel(name)
         ax.set_ylim(floor - pad, hi + pad)
@@ -188,28 +229,7 @@ def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
         ax.set_ylabel(_metric_label(results))
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    handles = [
-        plt.Line2D([], [], marker="o", ls="", color=_color(m, seen), label=_label(m))
-        for m in sorted(methods_drawn)
-    ]
-    if any(r.state == "PRUNED" for r in rows):
-        handles.append(
-            plt.Line2D(
-                [],
-                [],
-                marker="v",
-                ls="",
-                mfc="none",
-                color="grey",
-                label="pruned (last value, clipped)",
-            )
-        )
-    if per_point:
-        handles.append(
-            plt.Line2D(
-                [], [], marker="o", ls="-", color="grey", label="setting: mean ± std over seeds"
-            )
-        )
+    handles = _legend(rows, panels)
     fig.suptitle(f"{results.name}: {results.metric} vs hyperparameters")
     fig.legend(
         handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9
@@ -277,8 +297,9 @@ def plot_curves(results: StudyResults, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
-    """Objective over mass × friction, one panel per lr (paper's Fig. 1); None if n/a."""
+def _mass_friction_rows(results: StudyResults) -> tuple[str, list[TrialRow]] | None:
+    """One method per figure: PHS (the paper's Fig. 1) when it varies both, else the first
+    method that does; None when none does."""
     candidates = [
         r
         for r in results.rows
@@ -287,31 +308,20 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
         and FRICTION in r.config
         and r.value is not None
     ]
-    # One method per figure: PHS (the paper's Fig. 1) when it varies both, else the first
-    # method that does.
-    rows: list[Any] = []
-    method = ""
     for method in ("phs", "goal", *sorted({r.method for r in candidates})):
         rows = [r for r in candidates if r.method == method]
         if len({r.config[MASS] for r in rows}) > 1 and len({r.config[FRICTION] for r in rows}) > 1:
-            break
-    else:
-        return None
-    masses = sorted({r.config[MASS] for r in rows})
-    frictions = sorted({r.config[FRICTION] for r in rows})
-    lrs = sorted({r.config.get(LR) for r in rows}, key=lambda v: (v is None, v))
-    continuous = len(masses) > 12 or len(frictions) > 12 or len(lrs) > 4
-    panels: list[tuple[str, list[Any]]]
-    if continuous:
-        panels = [("all lr", rows)]
-    else:
-        panels = [(f"lr = {lr}", [r for r in rows if r.config.get(LR) == lr]) for lr in lrs]
-    values = [r.value for r in rows]
+            return method, rows
+    return None
+
+
+def _color_range(values: list[float], continuous: bool, maximize: bool) -> tuple[float, float, str]:
+    """(vmin, vmax, colorbar extend); a few failed samples must not spend the whole range."""
     vmin, vmax = min(values), max(values)
     extend = "neither"
     if continuous and len(values) >= 10:
-        # A few failed samples would spend the whole color range; clip at the worst decile.
-        if results.maximize:
+        # Clip at the worst decile.
+        if maximize:
             q = float(np.percentile(values, 10))
             if q > vmin:
                 vmin, extend = q, "min"
@@ -319,7 +329,83 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
             q = float(np.percentile(values, 90))
             if q < vmax:
                 vmax, extend = q, "max"
-    cmap = "viridis" if results.maximize else "viridis_r"
+    return vmin, vmax, extend
+
+
+@dataclass(frozen=True)
+class _Colors:
+    cmap: str
+    vmin: float
+    vmax: float
+    maximize: bool
+
+
+def _scatter_panel(ax: Axes, subset: list[TrialRow], colors: _Colors) -> PathCollection:
+    image = ax.scatter(
+        [r.config[MASS] for r in subset],
+        [r.config[FRICTION] for r in subset],
+        c=[r.value for r in subset],
+        cmap=colors.cmap,
+        vmin=colors.vmin,
+        vmax=colors.vmax,
+        s=36,
+        edgecolors="k",
+        linewidths=0.3,
+    )
+    if _log_scale([float(r.config[MASS]) for r in subset]):  # type: ignore[arg-type]
+        _log_axis(ax, "x")
+    if _log_scale([float(r.config[FRICTION]) for r in subset]):  # type: ignore[arg-type]
+        _log_axis(ax, "y")
+    return image
+
+
+def _heatmap_panel(
+    ax: Axes, subset: list[TrialRow], masses: list[Scalar], frictions: list[Scalar], colors: _Colors
+) -> AxesImage:
+    grid = np.full((len(frictions), len(masses)), np.nan)
+    spread = np.full_like(grid, np.nan)
+    cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for r in subset:
+        cell = (frictions.index(r.config[FRICTION]), masses.index(r.config[MASS]))
+        cells[cell].append(r.value)  # type: ignore[arg-type]
+    for (i, j), ys in cells.items():
+        grid[i, j] = np.mean(ys)
+        spread[i, j] = np.std(ys, ddof=1) if len(ys) > 1 else np.nan
+    image = ax.imshow(
+        grid, origin="lower", cmap=colors.cmap, vmin=colors.vmin, vmax=colors.vmax, aspect="auto"
+    )
+    ax.set_xticks(range(len(masses)), [f"{m:g}" for m in masses])
+    ax.set_yticks(range(len(frictions)), [f"{f:g}" for f in frictions])
+    for i, j in cells:
+        text = f"{grid[i, j]:.3f}"
+        if not np.isnan(spread[i, j]):
+            text += f"\n±{spread[i, j]:.3f}"
+        shade = (grid[i, j] - colors.vmin) / (colors.vmax - colors.vmin or 1.0)
+        if not colors.maximize:
+            shade = 1 - shade
+        color = "black" if shade > 0.55 else "white"
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+    return image
+
+
+def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
+    """Objective over mass × friction, one panel per lr (paper's Fig. 1); None if n/a."""
+    chosen = _mass_friction_rows(results)
+    if chosen is None:
+        return None
+    method, rows = chosen
+    masses = sorted({r.config[MASS] for r in rows})  # type: ignore[type-var]
+    frictions = sorted({r.config[FRICTION] for r in rows})  # type: ignore[type-var]
+    lrs = sorted({r.config.get(LR) for r in rows}, key=lambda v: (v is None, v))
+    continuous = len(masses) > 12 or len(frictions) > 12 or len(lrs) > 4
+    panels: list[tuple[str, list[TrialRow]]]
+    if continuous:
+        panels = [("all lr", rows)]
+    else:
+        panels = [(f"lr = {lr}", [r for r in rows if r.config.get(LR) == lr]) for lr in lrs]
+    values = [r.value for r in rows if r.value is not None]
+    vmin, vmax, extend = _color_range(values, continuous, results.maximize)
+    colors = _Colors("viridis" if results.maximize else "viridis_r", vmin, vmax, results.maximize)
     fig, axes = plt.subplots(
         1,
         len(panels),
@@ -328,56 +414,12 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
         sharey=True,
         layout="constrained",
     )
-    image = None
+    image: PathCollection | AxesImage | None = None
     for ax, (title, subset) in zip(axes[0], panels, strict=True):
         if continuous:
-            image = ax.scatter(
-                [r.config[MASS] for r in subset],
-                [r.config[FRICTION] for r in subset],
-                c=[r.value for r in subset],
-                cmap=cmap,
-                vmin=vmin,
-                vmax=vmax,
-                s=36,
-                edgecolors="k",
-                linewidths=0.3,
-            )
-            if _log_scale([float(r.config[MASS]) for r in subset]):
-                _log_axis(ax, "x")
-            if _log_scale([float(r.config[FRICTION]) for r in subset]):
-                _log_axis(ax, "y")
+            image = _scatter_panel(ax, subset, colors)
         else:
-            grid = np.full((len(frictions), len(masses)), np.nan)
-            spread = np.full_like(grid, np.nan)
-            counts = np.zeros_like(grid)
-            cells: dict[tuple[int, int], list[float]] = defaultdict(list)
-            for r in subset:
-                cells[(frictions.index(r.config[FRICTION]), masses.index(r.config[MASS]))].append(
-                    r.value
-                )
-            for (i, j), ys in cells.items():
-                grid[i, j] = np.mean(ys)
-                counts[i, j] = len(ys)
-                spread[i, j] = np.std(ys, ddof=1) if len(ys) > 1 else np.nan
-            image = ax.imshow(grid, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-            ax.set_xticks(range(len(masses)), [f"{m:g}" for m in masses])
-            ax.set_yticks(range(len(frictions)), [f"{f:g}" for f in frictions])
-            for i, j in cells:
-                text = f"{grid[i, j]:.3f}"
-                if not np.isnan(spread[i, j]):
-                    text += f"\n±{spread[i, j]:.3f}"
-                shade = (grid[i, j] - vmin) / (vmax - vmin or 1.0)
-                if not results.maximize:
-                    shade = 1 - shade
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="black" if shade > 0.55 else "white",
-                )
+            image = _heatmap_panel(ax, subset, masses, frictions, colors)
         ax.set_xlabel("mass")
         ax.set_title(title)
     axes[0][0].set_ylabel("friction")

@@ -15,18 +15,24 @@ from __future__ import annotations
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from goalbrake.sweep.spec import PRUNERS, SAMPLERS, SweepSpec
+from goalbrake.sweep.attrs import STUDY_ATTR
+from goalbrake.sweep.define.load import PRUNERS, SAMPLERS
+from goalbrake.sweep.define.spec import SweepSpec
 
-__all__ = ["Progress", "load_study", "make_pruner", "make_sampler", "progress", "worker_seed"]
-
-#: The study user attribute that holds the sweep's definition.
-STUDY_ATTR = "goalbrake"
+__all__ = [
+    "Progress",
+    "failed_points",
+    "load_study",
+    "make_pruner",
+    "make_sampler",
+    "progress",
+    "worker_seed",
+]
 
 
 def worker_seed(spec: SweepSpec, index: int, generation: int, salt: str = "") -> int:
@@ -46,7 +52,7 @@ def make_sampler(spec: SweepSpec, seed: int | None = None) -> optuna.samplers.Ba
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         if spec.sampler == "grid":
-            return optuna.samplers.GridSampler(spec.grid_space(), seed=spec.seed)
+            return spec.grid_sampler(seed=spec.seed)
         if spec.sampler == "tpe":
             args.setdefault("constant_liar", True)
         return SAMPLERS[spec.sampler](seed=spec.seed if seed is None else seed, **args)
@@ -140,6 +146,21 @@ class Progress:
         return ", ".join(parts)
 
 
+def failed_points(study: optuna.Study, spec: SweepSpec) -> list[FrozenTrial]:
+    """The last FAIL trial of each grid point that no trial completed or pruned, and that
+    is not waiting or running again (a grid study's points that did not run)."""
+    if not spec.is_grid:
+        return []
+    trials = study.get_trials(deepcopy=False)
+    ran = {t.system_attrs.get("grid_id") for t in trials if t.state != TrialState.FAIL}
+    out: dict[int, FrozenTrial] = {}
+    for t in trials:
+        grid_id = t.system_attrs.get("grid_id")
+        if t.state == TrialState.FAIL and grid_id is not None and grid_id not in ran:
+            out[grid_id] = t
+    return sorted(out.values(), key=lambda t: t.number)
+
+
 def progress(study: optuna.Study, spec: SweepSpec, target: int | None = None) -> Progress:
     """Count the study's trials and decide whether a worker may start one more."""
     trials = study.get_trials(deepcopy=False)
@@ -148,17 +169,18 @@ def progress(study: optuna.Study, spec: SweepSpec, target: int | None = None) ->
         counts[t.state] += 1
     open_points = unfinished = None
     if spec.is_grid:
-        points = spec.grid_keys()
-        finished: set[Any] = set()
-        running: set[Any] = set()
+        # Grid points by Optuna's grid_id (a retry keeps its trial's).
+        points = set(range(spec.grid_size()))
+        finished: set[int] = set()
+        running: set[int] = set()
         for t in trials:
-            key = spec.grid_key(t.params)
-            if key is None:
+            grid_id = t.system_attrs.get("grid_id")
+            if grid_id is None:
                 continue
             if t.state.is_finished():
-                finished.add(key)
+                finished.add(grid_id)
             elif t.state == TrialState.RUNNING:
-                running.add(key)
+                running.add(grid_id)
         unfinished = len(points - finished)
         open_points = len(points - finished - running)
     return Progress(
