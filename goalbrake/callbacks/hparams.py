@@ -133,7 +133,8 @@ class HParamsLoggerBase:
     until known. They are written at the end of training (``on_train_end``, or on an
     exception, so an interrupted or pruned fit keeps its row) and again at the end of
     testing, at the Trainer's global step; the HParams tab shows the last value. Checkpoints
-    hold the best and final value, so a resumed fit's best is over the whole run.
+    hold the best and final value, so a resumed fit's best is over the whole run. A subclass
+    adds metrics of its own by overriding :meth:`more_metrics` (a sweep: ``hp/epochs``).
 
     A logger whose ``log_hyperparams`` takes ``metrics`` (``TensorBoardLogger``) gets
     ``log_hyperparams(params, metrics, step=...)``; any other logger (CSV, W&B, MLflow)
@@ -237,6 +238,10 @@ class HParamsLoggerBase:
             return {name: v for name, v in values if v is not None}
         return {name: NAN if v is None else v for name, v in values}
 
+    def more_metrics(self, trainer: Any) -> dict[str, float]:
+        """Metrics a subclass adds to every write (e.g. a sweep's ``hp/epochs``); none here."""
+        return {}
+
     def write(self, trainer: Any) -> None:
         """Hand :meth:`hparams` and :meth:`metrics` to every logger of the Trainer.
 
@@ -250,6 +255,7 @@ class HParamsLoggerBase:
         step = int(getattr(trainer, "global_step", 0))
         for logger in getattr(trainer, "loggers", ()):
             metrics = self.metrics(known_only=id(logger) in self._written)
+            metrics.update(self.more_metrics(trainer))
             self._written.add(id(logger))
             if _takes_metrics(logger):
                 logger.log_hyperparams(params, metrics=metrics, step=step)

@@ -203,6 +203,18 @@ def test_a_test_alone_writes_its_row(tmp_path: Path) -> None:
     assert params["optimizer"] == ""  # trainer.test sets up no optimizer
 
 
+def test_a_subclass_adds_metrics(tmp_path: Path) -> None:
+    class TrialHParams(HParamsLogger):
+        def more_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+            return {"hp/epochs": float(trainer.current_epoch)}
+
+    run = trainer(tmp_path, [TrialHParams()])
+    run.fit(Classifier())
+    _, tags, last = read_hparams(run.logger.log_dir)
+    assert tags == ["hp/val_acc_best", "hp/val_acc_final", "hp/test_acc", "hp/epochs"]
+    assert last["hp/epochs"] == 3.0
+
+
 def test_monitor_min_and_custom_names(tmp_path: Path) -> None:
     callback = HParamsLogger(monitor="val/loss", mode="min", test_metric="test/loss")
     assert callback.metric_names == ("hp/val_loss_best", "hp/val_loss_final", "hp/test_loss")
