@@ -13,8 +13,9 @@ import pytorch_lightning as pl
 
 from goalbrake.callbacks.energy_monitor import EnergyMonitorBase
 from goalbrake.callbacks.goal_brake import GoalBrakeBase
+from goalbrake.callbacks.hparams import HParamsLoggerBase
 
-__all__ = ["EnergyMonitor", "GoalBrake"]
+__all__ = ["EnergyMonitor", "GoalBrake", "HParamsLogger"]
 
 
 class GoalBrake(GoalBrakeBase, pl.Callback):
@@ -23,3 +24,7 @@ class GoalBrake(GoalBrakeBase, pl.Callback):
 
 class EnergyMonitor(EnergyMonitorBase, pl.Callback):
     __doc__ = EnergyMonitorBase.__doc__
+
+
+class HParamsLogger(HParamsLoggerBase, pl.Callback):
+    __doc__ = HParamsLoggerBase.__doc__

@@ -25,3 +25,30 @@ def test_pytorch_lightning_twin_brakes_once(make_module, make_trainer, read_csv_
     assert first == brake.braked_step - 1
     assert m["brake/smoothed_loss"][first] <= m["brake/goal_loss"][first]
     assert m["brake/smoothed_loss"][first - 1] > m["brake/goal_loss"][first - 1]
+
+
+def test_pytorch_lightning_hparams_logger_keeps_the_best_and_final_val_loss(
+    make_module, make_trainer
+) -> None:
+    import pytorch_lightning
+
+    from goalbrake.pytorch_lightning import HParamsLogger
+
+    seen: list[float] = []
+
+    class Record(pytorch_lightning.Callback):
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if not trainer.sanity_checking:
+                seen.append(float(trainer.callback_metrics["val/loss"]))
+
+    hparams = HParamsLogger(monitor="val/loss", mode="min")
+    assert isinstance(hparams, pytorch_lightning.Callback)
+    trainer = make_trainer(
+        lightning="pytorch_lightning",
+        callbacks=[Record(), hparams],
+        max_epochs=3,
+        limit_val_batches=1.0,
+    )
+    trainer.fit(make_module(lightning="pytorch_lightning"))
+    assert len(seen) == 3
+    assert (hparams.best, hparams.final) == (min(seen), seen[-1])
