@@ -139,7 +139,7 @@ def _outlier_cut(values: list[float], maximize: bool) -> float | None:
     return q10 - OUTLIER_SPREADS * spread if maximize else q90 + OUTLIER_SPREADS * spread
 
 
-def _y_range(rows: list[TrialRow], points: list[Point], maximize: bool = True) -> _YRange:
+def _y_range(rows: list[TrialRow], points: list[Point], maximize: bool) -> _YRange:
     """The objective axis of ``rows`` (and the points' error bars).
 
     The range follows the complete trials and the error bars, less outliers on the bad side
