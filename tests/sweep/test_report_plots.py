@@ -20,6 +20,7 @@ from goalbrake.sweep.report.plots import (
     curves_figure,
     history_figure,
     importances_figure,
+    mass_friction_figure,
     objective_figure,
 )
 from goalbrake.sweep.report.results import BRAKED_CURVE, StudyResults, TrialRow
@@ -199,3 +200,29 @@ def test_a_brake_that_never_fired_is_marked(tmp_path) -> None:
     assert any("| 3 | never (0/3) |" in line for line in lines)
     legend = _legend_texts(_draw(curves_figure(_study(rows[3:6], seeds=3))))
     assert legend == ["PHS + goal braking (best 0.890, 3 seeds, brake never fired)"]
+
+
+def _cell(number: int, mass: float, friction: float, value: float) -> TrialRow:
+    row = _row(number, value, method="phs", fired=None)
+    config = {**row.config, LR: 0.1, "optimizer.mass": mass, "optimizer.friction": friction}
+    return TrialRow(**{**vars(row), "config": config})
+
+
+def test_a_collapsed_cell_does_not_spend_the_heatmap_s_colors() -> None:
+    masses, frictions = [1.0, 3.0, 10.0, 30.0], [0.01, 0.1, 1.0]
+    rows = [
+        _cell(i * 3 + j, m, f, 0.85 + 0.01 * i + 0.005 * j)
+        for i, m in enumerate(masses)
+        for j, f in enumerate(frictions)
+    ]
+    rows[0] = _cell(0, 1.0, 0.01, 0.106)  # diverged: chance level
+    fig = _draw(mass_friction_figure(_study(rows)))
+    [image] = fig.axes[0].images
+    assert image.norm.vmin == pytest.approx(min(r.value for r in rows[1:]))
+    assert image.norm.vmax == pytest.approx(max(r.value for r in rows))
+    assert fig.axes[-1].get_label() == "<colorbar>" and "0.106" in [
+        t.get_text() for t in fig.axes[0].texts
+    ]
+    # Without an outlier, the colors span every cell.
+    fig = _draw(mass_friction_figure(_study(rows[1:])))
+    assert fig.axes[0].images[0].norm.vmin == pytest.approx(min(r.value for r in rows[1:]))

@@ -395,20 +395,23 @@ def _mass_friction_rows(results: StudyResults) -> tuple[str, list[TrialRow]] | N
 
 
 def _color_range(values: list[float], continuous: bool, maximize: bool) -> tuple[float, float, str]:
-    """(vmin, vmax, colorbar extend); a few failed samples must not spend the whole range."""
+    """(vmin, vmax, colorbar extend); a few failed samples must not spend the whole range.
+
+    A continuous scatter clips at the worst decile; a grid heatmap (whose cells print their
+    values) clips only the outliers of :func:`_outlier_cut`, a collapsed cell or two.
+    """
     vmin, vmax = min(values), max(values)
-    extend = "neither"
     if continuous and len(values) >= 10:
-        # Clip at the worst decile.
-        if maximize:
-            q = float(np.percentile(values, 10))
-            if q > vmin:
-                vmin, extend = q, "min"
-        else:
-            q = float(np.percentile(values, 90))
-            if q < vmax:
-                vmax, extend = q, "max"
-    return vmin, vmax, extend
+        q = float(np.percentile(values, 10 if maximize else 90))
+    else:
+        cut = _outlier_cut(values, maximize)
+        kept = [v for v in values if cut is None or (v >= cut if maximize else v <= cut)]
+        q = min(kept) if maximize else max(kept)
+    if maximize and q > vmin:
+        return q, vmax, "min"
+    if not maximize and q < vmax:
+        return vmin, q, "max"
+    return vmin, vmax, "neither"
 
 
 @dataclass(frozen=True)
