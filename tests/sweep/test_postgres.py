@@ -6,8 +6,11 @@ throw-away server on loopback and prints it); skipped without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
 import uuid
 import warnings
 from pathlib import Path
@@ -17,13 +20,22 @@ import optuna
 import pytest
 import yaml
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from goalbrake.sweep.define import load_spec
-from goalbrake.sweep.run.recovery import retried_from
+from goalbrake.sweep.report.results import collect
+from goalbrake.sweep.run.recovery import KILLED, retried_from
 from goalbrake.sweep.run.storage import open_storage, parse_storage
 from goalbrake.sweep.run.study import load_study
-from tests.sweep.helpers import explain, run_sweep, start_sweep, tiny_base
+from tests.sweep.helpers import (
+    child_env,
+    explain,
+    run_sweep,
+    start_sweep,
+    sweep_command,
+    tiny_base,
+    wait_for,
+)
 
 URL = os.environ.get("GOALBRAKE_TEST_POSTGRES_URL")
 pytestmark = [
@@ -117,3 +129,109 @@ def test_stale_trial_of_a_lost_node_is_failed_and_retried_by_heartbeat(
         0.05,
         0.1,
     ]
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux /proc), parents first."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:  # gone meanwhile
+                pass
+    return out
+
+
+def _vanish(pids: list[int]) -> None:
+    """Every process in ``pids`` and its process group disappears at once, as a node that
+    loses power: all are frozen first (none sees another die), then SIGKILLed."""
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def _trained(storage: optuna.storages.BaseStorage, name: str) -> list[FrozenTrial]:
+    """RUNNING trials past their first epoch (held by the gate); none before the study is."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # not created yet
+        return []
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if (t.user_attrs.get("curve") or {}).get("epoch")
+    ]
+
+
+def _node(args: tuple[str, ...], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``goalbrake sweep`` as a node: its own process group, as a shell would start it."""
+    with log.open("w") as handle:
+        return subprocess.Popen(
+            sweep_command(*args),
+            cwd=cwd,
+            env=child_env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_a_node_whose_processes_all_vanish_loses_no_trial(tmp_path: Path, fm_dir: Path) -> None:
+    """Node A and node B run the same command on one study; every process of A is
+    SIGKILLed mid-trial. The heartbeat fails A's trial, B retries it, and the study ends
+    with each grid point complete exactly once."""
+    lrs = [0.05, 0.1, 0.2]
+    gate = tmp_path / "gate"
+    spec = {
+        "sampler": "grid",
+        "space": {"optimizer.lr": lrs},
+        "heartbeat": {"interval": 1, "grace_period": 3},
+    }
+    path, name = _sweep(tmp_path, fm_dir, spec, epochs=2, batches=2, gate=gate)
+    args = ("--config", str(path), "--storage", URL, "--workers", "1", "--runs-dir", "runs")
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    storage = open_storage(parse_storage(URL))  # one connection pool for all the polls
+    a = _node(args, tmp_path, log_a)
+    b: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(
+            lambda: name in optuna.get_all_study_names(storage), 120, "the study", proc=a, log=log_a
+        )
+        b = _node(args, tmp_path, log_b)  # B joins the running study
+        wait_for(
+            lambda: len(_trained(storage, name)) == 2,
+            120,
+            "a trial on each node",
+            proc=b,
+            log=log_b,
+        )
+        on_a = set(_descendants(a.pid))
+        [lost] = [t for t in _trained(storage, name) if t.user_attrs["worker"]["pid"] in on_a]
+        _vanish(sorted(on_a))
+        a.wait(timeout=10)
+        gate.touch()
+        assert b.wait(timeout=180) == 0, log_b.read_text()[-4000:]
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                _vanish(_descendants(proc.pid))
+    assert a.returncode == -signal.SIGKILL
+    trials = _study(name).get_trials()
+    assert trials[lost.number].state == TrialState.FAIL
+    # Failed by the heartbeat (a supervisor that saw its worker die would say which pid).
+    assert "fail_reason" not in trials[lost.number].user_attrs
+    assert collect(_study(name)).rows[lost.number].reason == KILLED
+    retries = [t for t in trials if retried_from(t) == lost.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == lost.params
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1
+    assert [t.state for t in trials].count(TrialState.RUNNING) == 0
+    complete = [t.params["optimizer.lr"] for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(complete) == lrs, "every grid point once, none twice"
+    assert len(trials) == len(lrs) + 1

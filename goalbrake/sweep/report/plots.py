@@ -8,7 +8,13 @@
   epoch where the brake fired.
 * :func:`plot_mass_friction`: the objective over mass × friction at fixed lr (the paper's
   Fig. 1): a heatmap of cell means (± std) on a grid, a scatter for continuous samples.
-* :func:`plot_importances` and :func:`plot_history`.
+* :func:`plot_importances` (bars labelled with their values) and :func:`plot_history`.
+
+Each ``plot_*`` saves the figure its ``*_figure`` sibling builds (tests read the axes of
+the latter). On every objective axis the range follows the complete trials less outliers
+on the bad side; pruned trials and those outliers are drawn as triangles on that edge, a
+braking trial whose brake never fired as an x, and a legend entry names each marker that
+a figure uses. Legends sit outside the axes.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from goalbrake.sweep.define.params import Scalar
 from goalbrake.sweep.report.results import Point, StudyResults, TrialRow
 
 __all__ = [
+    "curves_figure",
+    "history_figure",
+    "importances_figure",
+    "mass_friction_figure",
+    "objective_figure",
     "plot_curves",
     "plot_history",
     "plot_importances",
@@ -92,21 +103,97 @@ def _metric_label(results: StudyResults) -> str:
     return f"{results.metric} (best epoch)"
 
 
-def _y_range(rows: list[TrialRow], points: list[Point]) -> tuple[float, float, float]:
-    """(floor, pad, high) of the objective axis.
+#: Complete trials worse than the 10 % quantile by more than this many interdecile ranges
+#: (a collapsed run at chance level) lie outside the objective axis, drawn on its edge.
+OUTLIER_SPREADS = 3.0
 
-    The range follows the complete trials and the error bars; pruned trials (whose last
-    value may be far below) sit on the floor as hollow triangles.
+
+@dataclass(frozen=True)
+class _YRange:
+    """The objective axis: its limits, and the edge on the bad side (bottom when
+    maximizing) where trials beyond it are drawn."""
+
+    low: float
+    high: float
+    edge: float
+    maximize: bool
+
+    def clip(self, value: float) -> tuple[float, bool]:
+        """(where ``value`` is drawn, whether it lies beyond the edge)."""
+        if self.maximize:
+            return max(value, self.edge), value < self.edge
+        return min(value, self.edge), value > self.edge
+
+    @property
+    def marker(self) -> str:
+        """A triangle that points off the axis, past the edge."""
+        return "v" if self.maximize else "^"
+
+
+def _outlier_cut(values: list[float], maximize: bool) -> float | None:
+    """The value past which a complete trial is an outlier on the bad side (None: too few)."""
+    if len(values) < 5:
+        return None
+    q10, q90 = (float(q) for q in np.percentile(values, [10, 90]))
+    spread = max(q90 - q10, 0.005)
+    return q10 - OUTLIER_SPREADS * spread if maximize else q90 + OUTLIER_SPREADS * spread
+
+
+def _y_range(rows: list[TrialRow], points: list[Point], maximize: bool) -> _YRange:
+    """The objective axis of ``rows`` (and the points' error bars).
+
+    The range follows the complete trials and the error bars, less outliers on the bad side
+    (:data:`OUTLIER_SPREADS`): one collapsed trial must not squash the rest. Pruned trials
+    (whose last value may be far worse) and the outliers sit on the bad edge.
     """
     done = [r.value for r in rows if r.state == "COMPLETE"] or [r.value for r in rows]
     values = [v for v in done if v is not None]
+    cut = _outlier_cut(values, maximize)
     for point in points:  # error bars stay inside the frame
         mean, std = point.value
         if mean is not None:
             values += [mean - (std or 0.0), mean + (std or 0.0)]
+    if cut is not None:
+        values = [v for v in values if (v >= cut if maximize else v <= cut)] or values
     lo, hi = min(values), max(values)
     pad = max(0.06 * (hi - lo), 0.005)
-    return lo - 2.0 * pad, pad, hi
+    if maximize:
+        return _YRange(lo - 3.0 * pad, hi + pad, lo - 2.0 * pad, True)
+    return _YRange(lo - pad, hi + 3.0 * pad, hi + 2.0 * pad, False)
+
+
+def _draw_trial(ax: Axes, x: float, r: TrialRow, y: _YRange, color: str, faint: bool) -> None:
+    """One trial: a dot; hollow triangle on the edge when pruned, filled when beyond the
+    axis; an x when its brake never fired."""
+    value, beyond = y.clip(r.value)  # type: ignore[arg-type]
+    if r.state != "COMPLETE":
+        ax.scatter(x, value, s=26, marker=y.marker, facecolors="none", edgecolors=color, alpha=0.8)
+    elif beyond:
+        ax.scatter(x, value, s=30, marker=y.marker, color=color, alpha=0.9, linewidths=0)
+    elif r.brake_fired is False:
+        ax.scatter(x, value, s=30, marker="x", color=color, alpha=0.9, linewidths=1.2)
+    else:
+        size, alpha = (16, 0.25) if faint else (22, 0.6)
+        ax.scatter(x, value, s=size, color=color, alpha=alpha, linewidths=0)
+
+
+def _marker_legend(rows: list[TrialRow], y: _YRange) -> list[Line2D]:
+    """Legend entries of the markers that ``rows`` use besides the plain dot."""
+    handles = []
+    if any(r.state == "PRUNED" for r in rows):
+        pruned = "pruned (last value; on the edge if beyond it)"
+        handles.append(
+            Line2D([], [], marker=y.marker, ls="", mfc="none", color="grey", label=pruned)
+        )
+    complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
+    beyond = [r for r in complete if y.clip(r.value)[1]]
+    if beyond:
+        worst = min(r.value for r in beyond) if y.maximize else max(r.value for r in beyond)  # type: ignore[type-var]
+        label = f"{len(beyond)} beyond the axis (drawn on its edge; worst {worst:.3g})"
+        handles.append(Line2D([], [], marker=y.marker, ls="", color="grey", label=label))
+    if any(r.brake_fired is False for r in complete):
+        handles.append(Line2D([], [], marker="x", ls="", color="grey", label="brake never fired"))
+    return handles
 
 
 @dataclass(frozen=True)
@@ -143,7 +230,7 @@ class _Panels:
     """What every panel of the objective-vs-parameter figure shares."""
 
     per_point: bool
-    floor: float
+    y: _YRange
     seen: dict[str, str] = field(default_factory=dict)
     methods: set[str] = field(default_factory=set)
 
@@ -151,33 +238,23 @@ class _Panels:
 def _draw_panel(
     ax: Axes, name: str, rows: list[TrialRow], points: list[Point], panels: _Panels
 ) -> _XAxis:
-    """The trials (pruned ones hollow on the floor) and the points' mean ± std of ``name``."""
+    """The trials (see :func:`_draw_trial`) and the points' mean ± std of ``name``."""
     present = [r for r in rows if name in r.config]
     axis = _x_axis(ax, [r.config[name] for r in present])
     for r in present:
         color = _color(r.method, panels.seen)
         panels.methods.add(r.method)
-        x = axis.at(r.config[name], r.number)
-        if r.state == "COMPLETE":
-            size, alpha = (16, 0.25) if panels.per_point else (22, 0.6)
-            ax.scatter(x, r.value, s=size, color=color, alpha=alpha, linewidths=0)
-        else:
-            ax.scatter(
-                x,
-                max(r.value, panels.floor),  # type: ignore[type-var]
-                s=26,
-                marker="v",
-                facecolors="none",
-                edgecolors=color,
-                alpha=0.8,
-            )
+        _draw_trial(ax, axis.at(r.config[name], r.number), r, panels.y, color, panels.per_point)
     for i, point in enumerate(points):
         value, (mean, std) = point.param(name), point.value
         if value is None or mean is None:
             continue
         color = _color(point.method, panels.seen)
         x = axis.at(value, i + 7919)
-        ax.errorbar(x, mean, yerr=std or 0.0, fmt="o", ms=4, color=color, capsize=2, lw=1.0)
+        mean, beyond = panels.y.clip(mean)
+        ax.errorbar(
+            x, mean, yerr=0.0 if beyond else std or 0.0, fmt="o", ms=4, color=color, capsize=2
+        )
     return axis
 
 
@@ -186,16 +263,14 @@ def _legend(rows: list[TrialRow], panels: _Panels) -> list[Line2D]:
         Line2D([], [], marker="o", ls="", color=_color(m, panels.seen), label=_label(m))
         for m in sorted(panels.methods)
     ]
-    if any(r.state == "PRUNED" for r in rows):
-        pruned = "pruned (last value, clipped)"
-        handles.append(Line2D([], [], marker="v", ls="", mfc="none", color="grey", label=pruned))
+    handles += _marker_legend(rows, panels.y)
     if panels.per_point:
         mean = "setting: mean ± std over seeds"
         handles.append(Line2D([], [], marker="o", ls="-", color="grey", label=mean))
     return handles
 
 
-def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
+def objective_figure(results: StudyResults) -> Figure | None:
     """One panel per varying hyperparameter: objective (and pruned trials' last value).
 
     With several seeds per point, each point is drawn as mean ± std over its seeds (the
@@ -217,13 +292,12 @@ def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
         sharey=True,
         layout="constrained",
     )
-    floor, pad, hi = _y_range(rows, points)
-    panels = _Panels(per_point, floor)
+    panels = _Panels(per_point, _y_range(rows, points, results.maximize))
     for ax, name in zip(axes.flat, names, strict=False):
         if _draw_panel(ax, name, rows, points, panels).log:
             _log_axis(ax, "x")
         ax.set_xlabel(name)
-        ax.set_ylim(floor - pad, hi + pad)
+        ax.set_ylim(panels.y.low, panels.y.high)
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel(_metric_label(results))
@@ -232,9 +306,13 @@ def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
     handles = _legend(rows, panels)
     fig.suptitle(f"{results.name}: {results.metric} vs hyperparameters")
     fig.legend(
-        handles=handles, loc="outside lower center", ncol=len(handles), frameon=False, fontsize=9
+        handles=handles,
+        loc="outside lower center",
+        ncol=len(handles) if len(handles) <= 5 else math.ceil(len(handles) / 2),
+        frameon=False,
+        fontsize=9,
     )
-    return _save(fig, path)
+    return fig
 
 
 def _stack(series: list[list[float | None]]) -> np.ndarray:
@@ -245,7 +323,7 @@ def _stack(series: list[list[float | None]]) -> np.ndarray:
     return out
 
 
-def plot_curves(results: StudyResults, path: Path) -> Path | None:
+def curves_figure(results: StudyResults) -> Figure | None:
     """The validation metric per epoch of each method's best point (paper's Fig. 3)."""
     best = results.best_per_method()
     if not best:
@@ -266,7 +344,8 @@ def plot_curves(results: StudyResults, path: Path) -> Path | None:
         color = _color(method, seen)
         value, _ = point.value
         label = f"{_label(method)} (best {value:.3f}"
-        label += f", {len(runs)} seeds)" if len(runs) > 1 else ")"
+        label += f", {len(runs)} seeds" if len(runs) > 1 else ""
+        label += ", brake never fired)" if point.braked and not point.braked[0] else ")"
         ax.plot(epochs, mean, color=color, lw=1.8, marker="o", ms=3, label=label)
         if len(runs) > 1:
             std = np.nanstd(ys, axis=0, ddof=1)
@@ -293,8 +372,8 @@ def plot_curves(results: StudyResults, path: Path) -> Path | None:
     ax.set_ylabel(results.metric)
     ax.set_title(f"{results.name}: {results.metric} of each method's best setting")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=len(order), frameon=False)
+    return fig
 
 
 def _mass_friction_rows(results: StudyResults) -> tuple[str, list[TrialRow]] | None:
@@ -316,20 +395,23 @@ def _mass_friction_rows(results: StudyResults) -> tuple[str, list[TrialRow]] | N
 
 
 def _color_range(values: list[float], continuous: bool, maximize: bool) -> tuple[float, float, str]:
-    """(vmin, vmax, colorbar extend); a few failed samples must not spend the whole range."""
+    """(vmin, vmax, colorbar extend); a few failed samples must not spend the whole range.
+
+    A continuous scatter clips at the worst decile; a grid heatmap (whose cells print their
+    values) clips only the outliers of :func:`_outlier_cut`, a collapsed cell or two.
+    """
     vmin, vmax = min(values), max(values)
-    extend = "neither"
     if continuous and len(values) >= 10:
-        # Clip at the worst decile.
-        if maximize:
-            q = float(np.percentile(values, 10))
-            if q > vmin:
-                vmin, extend = q, "min"
-        else:
-            q = float(np.percentile(values, 90))
-            if q < vmax:
-                vmax, extend = q, "max"
-    return vmin, vmax, extend
+        q = float(np.percentile(values, 10 if maximize else 90))
+    else:
+        cut = _outlier_cut(values, maximize)
+        kept = [v for v in values if cut is None or (v >= cut if maximize else v <= cut)]
+        q = min(kept) if maximize else max(kept)
+    if maximize and q > vmin:
+        return q, vmax, "min"
+    if not maximize and q < vmax:
+        return vmin, q, "max"
+    return vmin, vmax, "neither"
 
 
 @dataclass(frozen=True)
@@ -388,7 +470,7 @@ def _heatmap_panel(
     return image
 
 
-def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
+def mass_friction_figure(results: StudyResults) -> Figure | None:
     """Objective over mass × friction, one panel per lr (paper's Fig. 1); None if n/a."""
     chosen = _mass_friction_rows(results)
     if chosen is None:
@@ -428,13 +510,12 @@ def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
         image, ax=axes[0].tolist(), label=_metric_label(results), shrink=0.9, extend=extend
     )
     fig.suptitle(f"{results.name}: {_label(method)}, {results.metric} over mass × friction")
-    return _save(fig, path)
+    return fig
 
 
-def plot_importances(
-    importances: dict[str, dict[str, float]], title: str, path: Path
-) -> Path | None:
-    """Horizontal bars of the importances, one panel per method."""
+def importances_figure(importances: dict[str, dict[str, float]], title: str) -> Figure | None:
+    """Horizontal bars of the importances, one panel per method, each labelled with its
+    value."""
     if not importances:
         return None
     methods = list(importances)
@@ -450,43 +531,86 @@ def plot_importances(
     for ax, method in zip(axes[0], methods, strict=True):
         values = importances[method]
         names = list(values)[::-1]
-        ax.barh(names, [values[n] for n in names], color=_color(method, seen))
-        ax.set_xlim(0, 1)
+        bars = ax.barh(names, [values[n] for n in names], color=_color(method, seen))
+        ax.bar_label(bars, labels=[f"{values[n]:.2f}" for n in names], padding=3, fontsize=8)
+        ax.set_xlim(0, 1.12)  # room for the label of a bar at 1
+        ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.set_xlabel("importance (PED-ANOVA, normalized)")
         ax.set_title(_label(method))
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
-def plot_history(results: StudyResults, path: Path) -> Path | None:
-    """Each trial's objective by trial number, with the best so far."""
+def _best_so_far(done: list[TrialRow], maximize: bool) -> tuple[list[int], list[float]]:
+    complete = sorted((r.number, r.value) for r in done if r.state == "COMPLETE")
+    best: float | None = None
+    xs, ys = [], []
+    for number, value in complete:
+        if best is None or (value > best if maximize else value < best):  # type: ignore[operator]
+            best = value
+        xs.append(number)
+        ys.append(best)  # type: ignore[arg-type]
+    return xs, ys
+
+
+def history_figure(results: StudyResults) -> Figure | None:
+    """Each trial's objective by trial number, with the best so far; the legend sits
+    right of the axes, and trials beyond the axis (pruned, collapsed) on its edge."""
     done = [r for r in results.rows if r.state in ("COMPLETE", "PRUNED") and r.value is not None]
     if not done:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.4, 3.6), layout="constrained")
+    y = _y_range(done, [], results.maximize)
     seen: dict[str, str] = {}
     for r in done:
-        color = _color(r.method, seen)
-        if r.state == "COMPLETE":
-            ax.scatter(r.number, r.value, s=18, color=color)
-        else:
-            ax.scatter(r.number, r.value, s=18, facecolors="none", edgecolors=color)
-    complete = sorted((r.number, r.value) for r in done if r.state == "COMPLETE")
-    if complete:
-        best, xs, ys = None, [], []
-        for number, value in complete:
-            if best is None or (value > best if results.maximize else value < best):
-                best = value
-            xs.append(number)
-            ys.append(best)
-        ax.step(xs, ys, where="post", color="k", lw=1.2, label="best so far")
-    for method in sorted({r.method for r in done}):
-        ax.scatter([], [], s=18, color=_color(method, seen), label=_label(method))
-    ax.legend(fontsize=8, loc="lower right")
+        _draw_trial(ax, r.number, r, y, _color(r.method, seen), faint=False)
+    handles = []
+    xs, ys = _best_so_far(done, results.maximize)
+    if xs:
+        ax.step(xs, ys, where="post", color="k", lw=1.2)
+        handles.append(Line2D([], [], color="k", lw=1.2, label="best so far"))
+    handles += [
+        Line2D([], [], marker="o", ls="", color=_color(m, seen), label=_label(m))
+        for m in sorted({r.method for r in done})
+    ]
+    handles += _marker_legend(done, y)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    ax.set_ylim(y.low, y.high)
     ax.set_xlabel("trial")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_metric_label(results))
-    ax.set_title(f"{results.name}: optimization history (hollow: pruned)")
+    ax.set_title(f"{results.name}: optimization history")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
+
+
+def _saved(fig: Figure | None, path: Path) -> Path | None:
+    return None if fig is None else _save(fig, path)
+
+
+def plot_objective_vs_params(results: StudyResults, path: Path) -> Path | None:
+    """:func:`objective_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    return _saved(objective_figure(results), path)
+
+
+def plot_curves(results: StudyResults, path: Path) -> Path | None:
+    """:func:`curves_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    return _saved(curves_figure(results), path)
+
+
+def plot_mass_friction(results: StudyResults, path: Path) -> Path | None:
+    """:func:`mass_friction_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    return _saved(mass_friction_figure(results), path)
+
+
+def plot_importances(
+    importances: dict[str, dict[str, float]], title: str, path: Path
+) -> Path | None:
+    """:func:`importances_figure` as a PNG at ``path``; None without importances."""
+    return _saved(importances_figure(importances, title), path)
+
+
+def plot_history(results: StudyResults, path: Path) -> Path | None:
+    """:func:`history_figure` as a PNG at ``path``; None when there is nothing to draw."""
+    return _saved(history_figure(results), path)

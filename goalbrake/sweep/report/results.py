@@ -38,8 +38,10 @@ from goalbrake.sweep.run.recovery import KILLED, retried_from
 
 #: The goal reading's address (``remaining`` / ``reduction`` / ``absolute``).
 MODE = "brake.mode"
+#: The curve GoalBrake logs: 1 while braked, else 0.
+BRAKED_CURVE = "brake/braked"
 
-__all__ = ["Point", "StudyResults", "TrialRow", "collect"]
+__all__ = ["BRAKED_CURVE", "Point", "StudyResults", "TrialRow", "collect"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,14 @@ class TrialRow:
     def seed(self) -> Scalar:
         return self.config.get(SEED_PARAM)
 
+    @property
+    def brake_fired(self) -> bool | None:
+        """Whether the brake fired in any epoch; None for a trial without a brake curve."""
+        braked = self.curve.get(BRAKED_CURVE)
+        if not braked:
+            return None
+        return any(b is not None and b > 0.5 for b in braked)
+
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None and math.isfinite(v)]
@@ -119,6 +129,13 @@ class Point:
 
     def param(self, name: str) -> Scalar:
         return dict(self.key).get(name)
+
+    @property
+    def braked(self) -> tuple[int, int] | None:
+        """(trials whose brake fired, trials with a brake curve) over the COMPLETE trials;
+        None for a point without a brake."""
+        known = [t.brake_fired for t in self.complete if t.brake_fired is not None]
+        return (sum(known), len(known)) if known else None
 
 
 @dataclass

@@ -25,6 +25,7 @@ from goalbrake.sweep.report.stats import Paired, paired
 __all__ = [
     "PAIR_BY",
     "Comparison",
+    "braked_cell",
     "comparisons",
     "fmt",
     "paired_columns",
@@ -126,6 +127,7 @@ def settings_lines(results: StudyResults) -> list[str]:
 # ----------------------------------------------------------------------------- trials
 _TRIAL_HEAD = ["number", "state", "value", "final_value", "best_epoch", "epochs", "method"]
 _TRIAL_TAIL = ["seed", "retry_of", "reason", "duration_s", "test_acc_final", "test_acc_best"]
+_TRIAL_TAIL += ["brake_fired"]
 
 
 def write_trials(results: StudyResults, out: Path) -> Path:
@@ -147,6 +149,7 @@ def write_trials(results: StudyResults, out: Path) -> Path:
             _csv_value(r.duration_s),
             _csv_value(r.test_value("final")),
             _csv_value(r.test_value("best")),
+            "" if r.brake_fired is None else int(r.brake_fired),
         ]
         for r in results.rows
     ]
@@ -154,8 +157,17 @@ def write_trials(results: StudyResults, out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- best
+def braked_cell(point: Point) -> str:
+    """How many of a braking point's complete trials braked: ``3/3``, ``never (0/3)``;
+    empty for a point without a brake."""
+    if point.braked is None:
+        return ""
+    fired, known = point.braked
+    return f"never ({fired}/{known})" if fired == 0 else f"{fired}/{known}"
+
+
 def _best_csv(points: list[Point], shown: list[str], metric: str, out: Path) -> Path:
-    header = ["rank", "method", *shown, "n", f"{metric}_mean", f"{metric}_std"]
+    header = ["rank", "method", *shown, "n", "braked", f"{metric}_mean", f"{metric}_std"]
     header += ["final_mean", "final_std", "test_acc_final_mean", "test_acc_final_std"]
     header += ["test_acc_best_mean", "test_acc_best_std", "trials"]
     rows = [
@@ -164,6 +176,7 @@ def _best_csv(points: list[Point], shown: list[str], metric: str, out: Path) -> 
             p.method,
             *(_csv_value(p.param(n)) for n in shown),
             p.n,
+            "" if p.braked is None else p.braked[0],
             _csv_value(p.value[0]),
             _csv_value(p.value[1]),
             _csv_value(p.final[0]),
@@ -180,16 +193,16 @@ def _best_csv(points: list[Point], shown: list[str], metric: str, out: Path) -> 
 def _best_md(points: list[Point], shown: list[str], metric: str, tested: bool) -> str:
     test_head = " | test acc (final) | test acc (best-val ckpt)" if tested else ""
     md = [
-        f"| rank | method | {' | '.join(shown)} | n | {metric} (best epoch) "
+        f"| rank | method | {' | '.join(shown)} | n | braked | {metric} (best epoch) "
         f"| {metric} (last epoch){test_head} | trials |",
-        "|" + "---|" * (len(shown) + 6 + 2 * tested),
+        "|" + "---|" * (len(shown) + 7 + 2 * tested),
     ]
     for i, p in enumerate(points):
         test_cells = f"{_pm(*p.test('final'))} | {_pm(*p.test('best'))} | " if tested else ""
         md.append(
             f"| {i + 1} | {p.method} | "
             + " | ".join(fmt(p.param(n)) for n in shown)
-            + f" | {p.n} | {_pm(*p.value)} | {_pm(*p.final)} | {test_cells}"
+            + f" | {p.n} | {braked_cell(p)} | {_pm(*p.value)} | {_pm(*p.final)} | {test_cells}"
             + " ".join(str(t.number) for t in p.complete)
             + " |"
         )
@@ -294,6 +307,8 @@ def _arm_cell(arm: str, point: Point, names: list[str]) -> str:
     """``goal (remaining): mass 10, goal 0.05, factor 50``; just the arm without settings."""
     parts = [f"{n.rpartition('.')[2]} {fmt(point.param(n))}" for n in names]
     setting = ", ".join(p for p in parts if not p.endswith(" "))
+    if point.braked is not None and point.braked[0] == 0:
+        arm += " [brake never fired]"
     return f"{arm}: {setting}" if setting else arm
 
 
