@@ -333,10 +333,11 @@ class GoalbrakeCLI(LightningCLI):
             subparser = LightningArgumentParser(description=description)
             subcommands.add_subcommand(name, subparser, help=description)
 
-    def _check_ckpt_path(self) -> None:
-        check_checkpoint_file(self.config_init[self.subcommand].get("ckpt_path"))
-
-    before_fit = before_validate = before_test = before_predict = _check_ckpt_path
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters first thing: check it before.
+        if self.config.get("subcommand"):
+            check_checkpoint_file(self.config[self.config.subcommand].get("ckpt_path"))
+        super()._parse_ckpt_path()
 
     def after_fit(self) -> None:
         """Print where the best and the last checkpoint are (rank zero)."""
