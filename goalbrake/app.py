@@ -246,8 +246,8 @@ class StopOnNonFiniteLoss(Callback):
     def _check(self, trainer: Trainer) -> None:
         found = self._watch.found()
         diverged = found is not None
-        if trainer.world_size > 1:  # every rank stops, or none: no rank waits alone
-            diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
+        # Every rank stops, or none: no rank waits alone in the next collective.
+        diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
         if not diverged:
             self._settings.clear()
             return

@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -57,8 +58,11 @@ class Scripted(pl.LightningModule):
         return DataLoader(TensorDataset(torch.randn(2, 2)), batch_size=2)
 
 
-def fit(tmp_path: Path, model: Scripted, epochs: int, *callbacks: pl.Callback) -> pl.Trainer:
+def fit(
+    tmp_path: Path, model: Scripted, epochs: int, *callbacks: pl.Callback, **kwargs: object
+) -> pl.Trainer:
     trainer = pl.Trainer(
+        **kwargs,
         default_root_dir=tmp_path,
         max_epochs=epochs,
         logger=False,
@@ -142,6 +146,31 @@ def test_the_guard_checks_every_n_batches_and_rejects_a_bad_interval(tmp_path: P
         fit(tmp_path, Scripted([0.5], nan_at=1), 1, guard)
     with pytest.raises(ValueError, match=re.escape("Invalid check_every value: 0 (must be >= 1)")):
         StopOnNonFiniteLoss(check_every=0)
+
+
+class OtherRankDiverged(SingleDeviceStrategy):
+    """One device, but "another rank" reports a non-finite loss from global step ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(device=torch.device("cpu"))
+        self.at = at
+        self.asked: list[tuple[bool, bool]] = []
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        self.asked.append((decision, all))
+        return decision or self.lightning_module.trainer.global_step >= self.at
+
+
+def test_the_guard_stops_every_rank_when_any_rank_diverged(tmp_path: Path) -> None:
+    strategy = OtherRankDiverged(at=BATCHES + 1)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=re.escape("Training diverged on another rank: train/loss is not finite"),
+    ):
+        fit(tmp_path, Scripted([0.5, 0.9]), 2, StopOnNonFiniteLoss(), strategy=strategy)
+    assert strategy.asked and all(not local and not every for local, every in strategy.asked)
+    # Epoch 0 ended (and was checkpointed) before the other rank's NaN was heard of.
+    assert epoch_of(tmp_path / "checkpoints" / "last.ckpt") == 0
 
 
 def test_goalbrake_fit_has_the_guard_and_the_best_and_last_checkpoint(
