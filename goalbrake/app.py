@@ -5,7 +5,9 @@
 through :func:`build`, so there is one path from a configuration to a Trainer. This module
 also holds the one checkpoint and logger policy (:func:`checkpoint_config`,
 :func:`logger_config`) and the one test of "is this a GoalBrake callback entry"
-(:func:`is_goal_brake`). See docs/design.md, "The app and its builder".
+(:func:`is_goal_brake`), the checkpoint that keeps the best and the last state
+(:class:`BestAndLastCheckpoint`), and the guard that stops a diverging fit
+(:class:`StopOnNonFiniteLoss`). See docs/design.md, "The app and its builder".
 
 Example:
     >>> cli = build({"config": ["configs/fashionmnist/goal.yaml"]})  # doctest: +SKIP
@@ -18,12 +20,15 @@ import copy
 import os
 import sys
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
-from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from goalbrake.callbacks import GoalBrake
@@ -31,10 +36,15 @@ from goalbrake.module import ImageClassifier
 
 __all__ = [
     "RUNS_DIR",
+    "BestAndLastCheckpoint",
+    "FirstNonFinite",
     "GoalbrakeCLI",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
     "build",
     "build_config",
     "callback_name",
+    "check_checkpoint_file",
     "checkpoint_callback",
     "checkpoint_config",
     "close_process_group",
@@ -71,9 +81,185 @@ def checkpoint_config(
     return {"class_path": _CHECKPOINT_CLASS, "init_args": init_args}
 
 
-def checkpoint_callback() -> ModelCheckpoint:
-    """``goalbrake fit``'s checkpoint: the best validation accuracy, and the last one."""
-    return ModelCheckpoint(**checkpoint_config(save_last=True)["init_args"])
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """The best ``monitor`` checkpoint, and ``last.ckpt`` rewritten at every epoch's end.
+
+    Lightning's ``save_last`` rewrites last.ckpt only when a best checkpoint is saved, so
+    after an epoch that does not improve ``monitor`` it holds an older state than the run
+    reached. This one saves the last state after every validation (or every training
+    epoch's end when there is none) and at the end of fit, whether or not it improved.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("save_last", True)
+        super().__init__(**kwargs)
+
+    def _save_last_state(self, trainer: Trainer) -> None:
+        # Skipped when this step is saved already (best and last both written just now).
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_state(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_state(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._save_last_state(trainer)  # a fit stopped by max_steps mid-epoch
+
+
+def checkpoint_callback() -> BestAndLastCheckpoint:
+    """``goalbrake fit``'s checkpoint: the best validation accuracy, and the last state."""
+    return BestAndLastCheckpoint(**checkpoint_config(save_last=True)["init_args"])
+
+
+def check_checkpoint_file(path: str | os.PathLike[str] | None) -> None:
+    """Refuse a ``ckpt_path`` file that is no complete checkpoint, in one line.
+
+    A file ``torch.save`` wrote is a zip archive; a truncated or foreign file is not, and
+    torch would report it as an unpickling problem whose advice (``weights_only=False``)
+    is wrong here. Names Lightning resolves (``last``, ``best``) and missing files pass.
+
+    Raises:
+        ValueError: for a file that is not a zip archive.
+    """
+    if path is None or not Path(path).is_file() or zipfile.is_zipfile(path):
+        return
+    raise ValueError(
+        f"Invalid ckpt_path value: '{path}' (not a complete checkpoint: the file is "
+        "truncated or was not written by torch.save)"
+    )
+
+
+# ----------------------------------------------------------------------------- guards
+class NonFiniteLossError(FloatingPointError):
+    """A fit stopped because its training loss became NaN or infinite."""
+
+
+class FirstNonFinite:
+    """The first non-finite value of a loss series, kept on the loss's device.
+
+    :meth:`update` costs no host sync; :meth:`found` syncs once. The sweep's pruner and
+    the fit's guard read divergence the same way through this class.
+
+    Example:
+        >>> watch = FirstNonFinite()
+        >>> for step, loss in enumerate([1.0, float("nan"), float("inf")]):
+        ...     watch.update(torch.tensor(loss), step)
+        >>> watch.found()
+        (1, nan)
+    """
+
+    def __init__(self) -> None:
+        self._ok: torch.Tensor | None = None  # every value so far finite
+        self._value: torch.Tensor | None = None
+        self._step: torch.Tensor | None = None
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        """Record ``loss`` (its mean) as the value at ``step``."""
+        loss = loss.detach().float().mean()
+        bad = ~torch.isfinite(loss)
+        if self._ok is None or self._value is None or self._step is None:
+            self._ok = torch.ones_like(bad)
+            self._value = torch.zeros_like(loss)
+            self._step = torch.zeros_like(loss, dtype=torch.long)
+        first = self._ok & bad
+        self._value = torch.where(first, loss, self._value)
+        self._step = torch.where(first, torch.full_like(self._step, step), self._step)
+        self._ok = self._ok & ~bad
+
+    def found(self) -> tuple[int, float] | None:
+        """The step and value of the first non-finite loss, or None if all were finite."""
+        if self._ok is None or self._value is None or self._step is None or bool(self._ok):
+            return None
+        return int(self._step), float(self._value)
+
+
+#: The optimizer settings the divergence line names, where a param group has them.
+_HYPERPARAMETERS = ("lr", "mass", "friction", "momentum")
+
+
+def _hyperparameters(trainer: Trainer) -> str:
+    if not trainer.optimizers:
+        return ""
+    group = trainer.optimizers[0].param_groups[0]
+    return ", ".join(f"{k}={float(group[k]):g}" for k in _HYPERPARAMETERS if k in group)
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stop a fit at its first NaN or infinite training loss, before any checkpoint holds it.
+
+    The loss is checked on the device every step and read on the host every
+    ``check_every`` batches, before each validation and at the end of each epoch and of
+    fit, so the checkpoints (saved after validation) never hold diverged weights. The
+    error names the step, the value and the optimizer's lr/mass/friction at that step.
+
+    Raises:
+        NonFiniteLossError: ``Training diverged at step 12: train/loss is nan (lr=50,
+            mass=10, friction=0.1); the checkpoints keep the last finite state``.
+    """
+
+    def __init__(self, check_every: int = 16) -> None:
+        if check_every < 1:
+            raise ValueError(f"Invalid check_every value: {check_every} (must be >= 1)")
+        self.check_every = check_every
+        self._watch = FirstNonFinite()
+        self._settings: dict[int, str] = {}  # step -> lr/mass/friction, since the last check
+        self._step = 0
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._step = trainer.global_step
+        self._settings[self._step] = _hyperparameters(trainer)
+
+    def on_train_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._watch.update(loss, self._step)
+        if (batch_idx + 1) % self.check_every == 0:
+            self._check(trainer)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._check(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._check(trainer)
+
+    def _check(self, trainer: Trainer) -> None:
+        found = self._watch.found()
+        diverged = found is not None
+        # Every rank stops, or none: no rank waits alone in the next collective.
+        diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
+        if not diverged:
+            self._settings.clear()
+            return
+        if found is None:
+            raise NonFiniteLossError("Training diverged on another rank: train/loss is not finite")
+        step, value = found
+        settings = self._settings.get(step, "")
+        raise NonFiniteLossError(
+            f"Training diverged at step {step}: train/loss is {value}"
+            + (f" ({settings})" if settings else "")
+            + "; the checkpoints keep the last finite state"
+        )
 
 
 def logger_config(save_dir: str, name: str, version: str | None = None) -> dict[str, Any]:
@@ -85,10 +271,10 @@ def logger_config(save_dir: str, name: str, version: str | None = None) -> dict[
 
 
 def trainer_defaults() -> dict[str, Any]:
-    """TensorBoard logs under runs/ and the best-val-acc checkpoint, for every run."""
+    """TensorBoard logs under runs/, the best-val-acc and last checkpoints, the NaN guard."""
     return {
         "logger": logger_config(RUNS_DIR, "goalbrake"),
-        "callbacks": [checkpoint_callback()],
+        "callbacks": [checkpoint_callback(), StopOnNonFiniteLoss()],
     }
 
 
@@ -111,12 +297,59 @@ def _as_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+#: Subcommands :mod:`goalbrake.cli` runs itself, listed in ``goalbrake --help``.
+OWN_SUBCOMMANDS = {
+    "sweep": "Run an Optuna study from a sweep file (goalbrake sweep --help).",
+    "report": "Summarize a study: tables, statistics, plots (goalbrake report --help).",
+}
+#: Process start methods whose copies lose the ``configure_optimizers`` LightningCLI attaches.
+_LOSES_OPTIMIZER = ("spawn", "forkserver")
+
+
+def _strategy_name(strategy: object) -> str:
+    if isinstance(strategy, str):
+        return strategy
+    return callback_name(strategy) or type(strategy).__name__
+
+
 class GoalbrakeCLI(LightningCLI):
-    """LightningCLI for the app: ``--model`` is an ImageClassifier, ``--data`` any DataModule."""
+    """LightningCLI for the app: ``--model`` is an ImageClassifier, ``--data`` any DataModule.
+
+    Besides LightningCLI's own: ``goalbrake --help`` lists ``sweep`` and ``report``; a
+    ``ckpt_path`` that is no checkpoint and a strategy that spawns processes are refused in
+    one line; ``fit`` ends by printing the best and the last checkpoint's paths.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The classifier's head follows the dataset.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        # Listed for --help only: goalbrake.cli dispatches these before this parser runs.
+        subcommands = parser._subcommands_action
+        assert subcommands is not None
+        for name, description in OWN_SUBCOMMANDS.items():
+            subparser = LightningArgumentParser(description=description)
+            subcommands.add_subcommand(name, subparser, help=description)
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters first thing: check it before.
+        if self.config.get("subcommand"):
+            check_checkpoint_file(self.config[self.config.subcommand].get("ckpt_path"))
+        super()._parse_ckpt_path()
+
+    def after_fit(self) -> None:
+        """Print where the best and the last checkpoint are (rank zero)."""
+        callback = self.trainer.checkpoint_callback
+        if not self.trainer.is_global_zero or not isinstance(callback, ModelCheckpoint):
+            return
+        if callback.best_model_path:
+            score = callback.best_model_score
+            value = f" ({callback.monitor} {float(score):.4f})" if score is not None else ""
+            print(f"Best checkpoint: {callback.best_model_path}{value}")
+        if callback.last_model_path:
+            print(f"Last checkpoint: {callback.last_model_path}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with the default best-val checkpoint only where the config has none.
@@ -135,9 +368,16 @@ class GoalbrakeCLI(LightningCLI):
             kept = [c for c in default_callbacks if not isinstance(c, Checkpoint)]
             self.trainer_defaults = {**defaults, "callbacks": kept}
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         finally:
             self.trainer_defaults = defaults
+        if getattr(trainer.strategy, "_start_method", None) in _LOSES_OPTIMIZER:
+            name = _strategy_name(config.get("strategy"))
+            raise ValueError(
+                f"Invalid trainer.strategy value: '{name}' (its spawned processes lose the "
+                "--optimizer that LightningCLI attaches to the model; use --trainer.strategy ddp)"
+            )
+        return trainer
 
 
 def build(

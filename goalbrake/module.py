@@ -28,6 +28,10 @@ class ImageClassifier(pl.LightningModule):
     goal below H(q) is never reached. ``val/loss`` and ``test/loss`` are always the plain
     cross-entropy, comparable across ε.
 
+    ``predict`` (``goalbrake predict``, ``Trainer.predict``) returns, per batch, a dict of
+    the class predictions ``preds`` (N,), the class probabilities ``probs`` (N, K), the
+    ``logits`` (N, K) and, for a labelled ``(x, y)`` batch, the labels ``target`` (N,).
+
     Logs ``train/loss`` every step, ``train/acc`` per epoch, ``val/loss``, ``val/acc``,
     ``test/loss`` and ``test/acc``. The optimizer is injected: on the command line by
     LightningCLI (``--optimizer goalbrake.PHS --optimizer.lr 0.1``), in Python by
@@ -142,3 +146,18 @@ class ImageClassifier(pl.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(
+        self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int
+    ) -> dict[str, Tensor]:
+        """Class predictions, probabilities and logits of a batch of images (with labels).
+
+        A batch is the images (N, C, H, W), or ``(images, labels)`` as the data modules'
+        ``predict_dataloader`` yields them; the labels come back as ``target``.
+        """
+        x, y = (batch, None) if isinstance(batch, Tensor) else batch
+        logits = self(x)
+        out = {"preds": logits.argmax(dim=1), "probs": logits.softmax(dim=1), "logits": logits}
+        if y is not None:
+            out["target"] = y
+        return out

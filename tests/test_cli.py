@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -54,6 +56,13 @@ def test_fit_subprocess_trains_checkpoints_logs_and_brakes(tmp_path: Path, datas
     (log_dir,) = (tmp_path / "runs" / f"{dataset}_goal").glob("version_*")
     assert list(log_dir.glob("checkpoints/best-*.ckpt")), "no best-val-acc checkpoint"
     assert (log_dir / "checkpoints" / "last.ckpt").is_file()
+    # The end of fit says where the best and the last checkpoint are.
+    printed = dict(
+        line.split(": ", 1) for line in result.stdout.splitlines() if " checkpoint: " in line
+    )
+    best = printed["Best checkpoint"].partition(" (val/acc ")[0]
+    assert Path(best).parent == log_dir / "checkpoints" and Path(best).name.startswith("best-")
+    assert Path(printed["Last checkpoint"]) == log_dir / "checkpoints" / "last.ckpt"
     series = scalars(log_dir)
     braked = [v for _, v in series["brake/braked"]]
     assert braked[0] == 0 and braked[-1] == 1  # braked once, mid-run
@@ -221,3 +230,133 @@ def test_close_process_group_destroys_an_open_group_and_is_a_no_op_without_one(
     assert dist.is_initialized()
     close_process_group()
     assert not dist.is_initialized()
+
+
+def test_help_lists_every_subcommand(tmp_path: Path) -> None:
+    result = run_goalbrake("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    usage = result.stdout.splitlines()[0]
+    for sub in ("fit", "validate", "test", "predict", "sweep", "report"):
+        assert sub in usage, usage
+
+
+def test_predict_subprocess_runs_a_config(tmp_path: Path) -> None:
+    config = write_twin(
+        tiny_twin(REPO / "configs/fashionmnist/goal.yaml", tmp_path), tmp_path / "goal.yaml"
+    )
+    result = run_goalbrake("predict", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
+def _truncated_checkpoint(tmp: Path) -> list[str]:
+    path = tmp / "truncated.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:2000])
+    return ["--ckpt_path", str(path)]
+
+
+def _random_checkpoint(tmp: Path) -> list[str]:
+    path = tmp / "random.ckpt"
+    path.write_bytes(torch.randint(0, 256, (3000,), dtype=torch.uint8).numpy().tobytes())
+    return ["--ckpt_path", str(path)]
+
+
+def _callback_setting(key: str, value: object) -> Callable[[Path], list[str]]:
+    def extra(tmp: Path) -> list[str]:
+        twin = yaml.safe_load((tmp / "goal.yaml").read_text())
+        twin["trainer"]["callbacks"][0]["init_args"][key] = value
+        return ["--config", str(write_twin(twin, tmp / "edited.yaml"))]
+
+    return extra
+
+
+_NOT_A_CHECKPOINT = (
+    "(not a complete checkpoint: the file is truncated or was not written by torch.save)"
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            lambda tmp: ["--optimizer", "Adam"],
+            "GoalBrake supports goalbrake.PHS, goalbrake.optim.PHSFlow and torch.optim.SGD "
+            "with momentum > 0, got Adam",
+        ),
+        (
+            lambda tmp: ["--trainer.logger", "false"],
+            "Cannot use EnergyMonitor with a Trainer that has no logger: pass one, e.g. "
+            "Trainer(logger=TensorBoardLogger('logs')), or remove the callback",
+        ),
+        (
+            _truncated_checkpoint,
+            "Invalid ckpt_path value: '{tmp}/truncated.ckpt' " + _NOT_A_CHECKPOINT,
+        ),
+        (_random_checkpoint, "Invalid ckpt_path value: '{tmp}/random.ckpt' " + _NOT_A_CHECKPOINT),
+        (
+            _callback_setting("goal", -1),
+            "Invalid goal value: -1.0 for mode 'remaining' (must be in (0, 1))",
+        ),
+        (
+            _callback_setting("mode", "bogus"),
+            "Invalid mode value: 'bogus' (must be one of remaining, reduction, absolute)",
+        ),
+        (
+            lambda tmp: ["--trainer.strategy", "ddp_spawn", "--trainer.devices", "2"],
+            "Invalid trainer.strategy value: 'ddp_spawn' (its spawned processes lose the "
+            "--optimizer that LightningCLI attaches to the model; use --trainer.strategy ddp)",
+        ),
+    ],
+    ids=[
+        "adam-with-goalbrake",
+        "no-logger",
+        "truncated-ckpt",
+        "random-ckpt",
+        "goal",
+        "mode",
+        "ddp-spawn",
+    ],
+)
+def test_every_error_is_one_line_and_exit_status_one(
+    tmp_path: Path, extra: Callable[[Path], list[str]], message: str
+) -> None:
+    config = write_twin(
+        tiny_twin(REPO / "configs/fashionmnist/goal.yaml", tmp_path), tmp_path / "goal.yaml"
+    )
+    result = run_goalbrake("fit", "--config", str(config), *extra(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "goalbrake: error: " + message.format(tmp=tmp_path), result.stderr[-3000:]
+    # Besides it only Lightning's and the data module's info lines (seed, devices, files).
+    assert len(lines) <= 6 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert not list(tmp_path.rglob("*.ckpt")) or "ckpt" in message
+
+
+def test_a_diverging_fit_stops_with_one_line_and_keeps_the_best_checkpoint(
+    tmp_path: Path,
+) -> None:
+    twin = tiny_twin(REPO / "configs/fashionmnist/phs.yaml", tmp_path, max_steps=80)
+    twin["trainer"]["limit_train_batches"] = 10  # validation (and checkpoints) every 10 steps
+    # lr 0.1 in epoch 0 (validated and checkpointed), then an infinite lr: the weights turn
+    # NaN at step 10 (lr 50 only blows the tiny twin's loss up to 1e28, finite).
+    twin["lr_scheduler"] = {
+        "class_path": "torch.optim.lr_scheduler.StepLR",
+        "init_args": {"step_size": 1, "gamma": float("inf")},
+    }
+    config = write_twin(twin, tmp_path / "phs.yaml")
+    result = run_goalbrake("fit", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == (
+        "goalbrake: error: Training diverged at step 11: train/loss is nan (lr=inf, mass=10, "
+        "friction=0.1); the checkpoints keep the last finite state"
+    )
+    assert len(lines) <= 6
+    assert "Traceback" not in result.stderr
+    (checkpoints,) = (tmp_path / "runs").rglob("checkpoints")
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch00.ckpt", "last.ckpt"]
+    for path in checkpoints.iterdir():
+        saved = torch.load(path, weights_only=True)
+        assert saved["epoch"] == 0 and saved["global_step"] == 10
+        assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())

@@ -149,3 +149,21 @@ def test_label_smoothing_outside_its_range_is_rejected(bad: object) -> None:
         ValueError, match=re.escape(f"Invalid label_smoothing value: {bad!r} (must be in [0, 1))")
     ):
         ImageClassifier(mlp(), num_classes=3, label_smoothing=bad)  # type: ignore[arg-type]
+
+
+def test_predict_returns_classes_probabilities_logits_and_labels(tmp_path: Path) -> None:
+    model = ImageClassifier(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
+    t = trainer(tmp_path, max_epochs=3)
+    data = Blobs()
+    t.fit(model, datamodule=data)
+    batches = t.predict(model, dataloaders=data.val_dataloader())
+    assert [sorted(b) for b in batches] == [["logits", "preds", "probs", "target"]] * 3
+    preds = torch.cat([b["preds"] for b in batches])
+    probs = torch.cat([b["probs"] for b in batches])
+    assert preds.shape == (192,) and probs.shape == (192, 3)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(192))
+    assert torch.equal(preds, probs.argmax(dim=1))
+    assert (preds == data.y).float().mean() > 0.9  # the trained model, not chance
+    # A batch of images alone (no labels) predicts too.
+    (out,) = t.predict(model, dataloaders=DataLoader(data.x[:5], batch_size=5))
+    assert sorted(out) == ["logits", "preds", "probs"] and out["preds"].shape == (5,)
