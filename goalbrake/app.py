@@ -31,7 +31,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from goalbrake.callbacks import GoalBrake
+from goalbrake.callbacks import GoalBrake, HParamsLogger
 from goalbrake.module import ImageClassifier
 
 __all__ = [
@@ -271,10 +271,11 @@ def logger_config(save_dir: str, name: str, version: str | None = None) -> dict[
 
 
 def trainer_defaults() -> dict[str, Any]:
-    """TensorBoard logs under runs/, the best-val-acc and last checkpoints, the NaN guard."""
+    """TensorBoard logs under runs/, the best-val-acc and last checkpoints, the NaN guard,
+    and the run's settings and results for TensorBoard's HParams tab."""
     return {
         "logger": logger_config(RUNS_DIR, "goalbrake"),
-        "callbacks": [checkpoint_callback(), StopOnNonFiniteLoss()],
+        "callbacks": [checkpoint_callback(), StopOnNonFiniteLoss(), HParamsLogger()],
     }
 
 
@@ -352,7 +353,7 @@ class GoalbrakeCLI(LightningCLI):
             print(f"Last checkpoint: {callback.last_model_path}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer, with the default best-val checkpoint only where the config has none.
+        """The Trainer, with each default callback only where the config has none of its kind.
 
         A config that lists its own ``Checkpoint`` callback (as every sweep trial's saved
         ``config.yaml`` does) or sets ``enable_checkpointing: false`` replaces the default:
@@ -364,8 +365,16 @@ class GoalbrakeCLI(LightningCLI):
         defaults = self.trainer_defaults
         default_callbacks = _as_list(defaults.get("callbacks"))
         own = any(isinstance(c, Checkpoint) for c in configured)
-        if own or config.get("enable_checkpointing") is False:
-            kept = [c for c in default_callbacks if not isinstance(c, Checkpoint)]
+        drop_checkpoint = own or config.get("enable_checkpointing") is False
+        # A default the config lists itself (an HParamsLogger of its own) is not added twice:
+        # Lightning refuses two callbacks with one state key.
+        kept = [
+            c
+            for c in default_callbacks
+            if not (drop_checkpoint and isinstance(c, Checkpoint))
+            and not any(type(c) is type(o) for o in configured)
+        ]
+        if kept != default_callbacks:
             self.trainer_defaults = {**defaults, "callbacks": kept}
         try:
             trainer = super().instantiate_trainer(**kwargs)

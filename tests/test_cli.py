@@ -15,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from goalbrake.app import close_process_group
 from goalbrake.cli import main
+from tests.callbacks.test_hparams import read_hparams
 from tests.twins import REPO, tiny_twin, write_twin
 
 GOALBRAKE = [sys.executable, "-m", "goalbrake.cli"]
@@ -70,6 +71,28 @@ def test_fit_subprocess_trains_checkpoints_logs_and_brakes(tmp_path: Path, datas
     assert friction[0] == pytest.approx(1.0)
     assert friction[-1] == pytest.approx(50.0 if dataset == "fashionmnist" else 49.0)
     assert "val/acc" in series and "energy/total" in series
+    # The HParams tab: the optimizer's and GoalBrake's settings, the brake and the accuracy.
+    params, tags, last = read_hparams(log_dir)
+    assert params["optimizer"] == "PHS" and params["goal"] == pytest.approx(0.3)
+    assert params["mode"] == "reduction" and params["brake_step"] > 0
+    assert {"hp/val_acc_best", "hp/val_acc_final", "hp/test_acc"} <= set(tags)
+    assert last["hp/val_acc_best"] == pytest.approx(max(v for _, v in series["val/acc"]))
+
+
+def test_a_config_with_its_own_hparams_logger_fits(tmp_path: Path) -> None:
+    twin = tiny_twin(REPO / "configs/fashionmnist/phs.yaml", tmp_path, max_steps=4)
+    twin["trainer"]["val_check_interval"] = 4  # validate once, at the last step
+    twin["trainer"].setdefault("callbacks", []).append(
+        {
+            "class_path": "goalbrake.HParamsLogger",
+            "init_args": {"monitor": "val/loss", "mode": "min"},
+        }
+    )
+    config = write_twin(twin, tmp_path / "phs.yaml")
+    assert main(["fit", "--config", str(config)]) == 0
+    (log_dir,) = (tmp_path / "runs").glob("*/version_*")
+    _, tags, _ = read_hparams(log_dir)
+    assert "hp/val_loss_best" in tags and "hp/val_acc_best" not in tags
 
 
 def test_bad_mass_exits_nonzero_with_one_line(tmp_path: Path) -> None:
