@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 import optuna
 import torch
 
+from goalbrake.app import FirstNonFinite
 from goalbrake.sweep.attrs import CURVE, NONFINITE, PRUNE_REASON
 
 __all__ = ["NonFiniteLossPruner", "StopCheck", "StopRequested", "TrialRecorder"]
@@ -135,8 +136,7 @@ class NonFiniteLossPruner(pl.Callback):
     def __init__(self, trial: optuna.Trial, check_every: int = 16) -> None:
         self.trial = trial
         self.check_every = check_every
-        self._ok: torch.Tensor | None = None  # all losses so far finite (on the device)
-        self._first_bad: torch.Tensor | None = None  # the first non-finite loss
+        self._watch = FirstNonFinite()  # the fit's guard reads divergence the same way
 
     def _prune(self, trainer: pl.Trainer, what: str, value: float) -> None:
         reason = (
@@ -148,9 +148,9 @@ class NonFiniteLossPruner(pl.Callback):
         raise optuna.TrialPruned(reason)
 
     def _check(self, trainer: pl.Trainer) -> None:
-        if self._ok is not None and not bool(self._ok):
-            assert self._first_bad is not None
-            self._prune(trainer, "train/loss", float(self._first_bad))
+        bad = self._watch.found()
+        if bad is not None:
+            self._prune(trainer, "train/loss", bad[1])
 
     def on_train_batch_end(
         self,
@@ -163,12 +163,7 @@ class NonFiniteLossPruner(pl.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        loss = loss.detach().float().mean()
-        finite = torch.isfinite(loss)
-        if self._ok is None:
-            self._ok, self._first_bad = torch.ones_like(finite), torch.zeros_like(loss)
-        self._first_bad = torch.where(self._ok & ~finite, loss, self._first_bad)
-        self._ok = self._ok & finite
+        self._watch.update(loss, trainer.global_step)
         if (batch_idx + 1) % self.check_every == 0:
             self._check(trainer)
 
