@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -46,11 +47,13 @@ from goalbrake.sweep.run.recovery import (
 )
 from goalbrake.sweep.run.storage import (
     AskLock,
+    StorageError,
     StorageURL,
     ask_lock,
     default_storage,
     open_storage,
     parse_storage,
+    repair_journal,
     supervisor_lock,
 )
 from goalbrake.sweep.run.study import failed_points, load_study, progress
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run an Optuna study of goalbrake fits from a sweep YAML (see docs/sweeps.md).",
     )
-    p.add_argument("--config", required=True, help="the sweep YAML (sweeps/<name>.yaml)")
+    p.add_argument("--config", help="the sweep YAML (sweeps/<name>.yaml); required")
     p.add_argument(
         "--storage",
         help="journal:PATH, PATH.journal or an Optuna RDB URL such as "
@@ -87,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check", action="store_true", help="validate the sweep and its configs, run nothing"
     )
+    p.add_argument(
+        "--repair-journal",
+        metavar="PATH",
+        help="keep the records of a damaged journal file (the original kept as PATH.bak), "
+        "run nothing",
+    )
     return p
 
 
@@ -102,12 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    if args.repair_journal is not None:
+        return _repair(args.repair_journal)
+    if args.config is None:
+        say("error: the following arguments are required: --config (or --repair-journal PATH)")
+        return 2
     if args.n_trials is not None and args.n_trials < 1:
         say(f"error: invalid --n-trials value: {args.n_trials} (must be >= 1)")
         return 2
     if args.timeout is not None and args.timeout <= 0:
         say(f"error: invalid --timeout value: {args.timeout} (seconds, > 0)")
         return 2
+    args.resume = shlex.join(["goalbrake", "sweep", *(sys.argv[1:] if argv is None else argv)])
     try:
         return _run(args)
     except KeyboardInterrupt:  # before the workers started (checking configs, opening storage)
@@ -119,6 +134,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         say(f"error: {text}")
         return 1
+
+
+def _repair(path: str) -> int:
+    """``--repair-journal PATH``: keep the records, back up the original."""
+    try:
+        done = repair_journal(path)
+    except StorageError as err:
+        say(f"error: {err}")
+        return 1
+    if done.backup is None:
+        say(f"{path}: all {done.kept} lines are records; nothing to repair")
+        return 0
+    parts = []
+    if done.dropped:
+        shown = ", ".join(map(str, done.dropped[:10])) + (", ..." if len(done.dropped) > 10 else "")
+        parts.append(f"dropped {len(done.dropped)} line(s) that are not records (line {shown})")
+    if done.torn:
+        parts.append("cut a torn last line")
+    say(f"{path}: kept {done.kept} records, {'; '.join(parts)}; the original is {done.backup}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -165,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
                 deadline=deadline,
             )
             code = _supervise(supervisor)
-        return _finish(study, spec, target, code)
+        return _finish(study, spec, target, code, args.resume)
 
 
 def _resume(study: optuna.Study, spec: SweepSpec, storage: StorageURL, lock: AskLock) -> None:
@@ -190,14 +225,30 @@ def _supervise(supervisor: Supervisor) -> int:
     return code
 
 
-def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int) -> int:
-    if code == 130:
-        retry_interrupted(study, spec.retries)
+def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int, resume: str) -> int:
+    requeued = retry_interrupted(study, spec.retries) if code == 130 else []
     final = progress(study, spec, target)
     if final.done and code == 130:
         code = 0
+    if code == 130:
+        say(_stopped_line(study, requeued))
     say(f"study {spec.study!r}: {final.summary()}")
+    if code == 130:
+        say(f"resume with: {resume}")
+        return code
     return _ending(study, spec) if code == 0 else code
+
+
+def _stopped_line(study: optuna.Study, requeued: list[int]) -> str:
+    """Which trials the stop interrupted, and that they run again first on resume."""
+    if not requeued:
+        return "stopped; no trial was running"
+    trials = study.get_trials(deepcopy=False)
+    shown = "; ".join(
+        f"trial {n} ({', '.join(f'{k}={v}' for k, v in trials[n].params.items())})"
+        for n in sorted(requeued)
+    )
+    return f"stopped {shown}: re-queued with the same parameters, they run first on resume"
 
 
 def _ending(study: optuna.Study, spec: SweepSpec) -> int:

@@ -49,6 +49,26 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class _QuietWhenStopped(logging.Filter):
+    """Drop Optuna's "Trial N failed ..." records (with their tracebacks) of a stopped trial.
+
+    A trial stopped by SIGINT/SIGTERM raises through ``study.optimize``, which logs the
+    interruption as a failure with a traceback per worker; the sweep says in its own lines
+    what was stopped and re-queued.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self._stop.is_set() and " failed with " in record.getMessage())
+
+
+#: The logger of Optuna's trial loop (``optuna.study._optimize``).
+_OPTIMIZE_LOGGER = "optuna.study._optimize"
+
+
 def run_worker(
     study: optuna.Study,
     spec: SweepSpec,
@@ -67,6 +87,25 @@ def run_worker(
     batch and ends as FAIL with ``fail_reason: interrupted``; the status is then 130.
     """
     stop = stop or threading.Event()
+    quiet = _QuietWhenStopped(stop)
+    logging.getLogger(_OPTIMIZE_LOGGER).addFilter(quiet)
+    try:
+        return _loop(study, spec, lock, runs_dir, target, deadline, worker, poll_s, stop)
+    finally:
+        logging.getLogger(_OPTIMIZE_LOGGER).removeFilter(quiet)
+
+
+def _loop(
+    study: optuna.Study,
+    spec: SweepSpec,
+    lock: AskLock,
+    runs_dir: str | Path,
+    target: int | None,
+    deadline: float | None,
+    worker: Worker | None,
+    poll_s: float,
+    stop: threading.Event,
+) -> int:
     objective = Objective(spec, runs_dir, worker=worker, lock=lock, stop=stop)
     errors = 0
     while True:
