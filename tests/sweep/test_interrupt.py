@@ -1,4 +1,4 @@
-"""Ctrl-C of a real ``goalbrake sweep``: a few lines, no traceback, the resume command (issue 18)."""
+"""Ctrl-C of a real ``goalbrake sweep``: a few lines, no traceback, how to resume (issue 18)."""
 
 from __future__ import annotations
 

@@ -14,17 +14,23 @@ the workers (:mod:`goalbrake.sweep.run.worker`) and supervises them: a worker th
 trial failed and re-queued and is replaced. Ctrl-C (SIGINT or SIGTERM) stops the workers;
 their running trials end as FAIL (``interrupted``) and are re-queued, so the same command
 resumes the study. A second Ctrl-C kills the workers at once (their trials are recovered
-the same way).
+the same way). The last lines of a stopped sweep name the stopped (re-queued) trials and
+the command that resumes.
 
-Exit status: 0 when the study is done (or ``--timeout`` passed), 1 on a configuration or
-storage error, when trials keep failing, or when grid points failed (the last lines count
-them by cause), 2 on bad arguments, 130 when stopped.
+``goalbrake sweep --repair-journal PATH`` repairs a journal file that does not parse
+(:func:`goalbrake.sweep.run.storage.repair_journal`) and runs nothing.
+
+Exit status: 0 when the study completed what was asked, 1 on a configuration or storage
+error, or when it did not (trials keep failing or diverging, ``--timeout`` passed first,
+grid points failed: the last lines count the trials that did not complete by cause), 2 on
+bad arguments, 130 when stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import signal
 import socket
@@ -36,12 +42,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
+from goalbrake.sweep.attrs import PRUNE_REASON
 from goalbrake.sweep.define import SweepSpec, load_spec
 from goalbrake.sweep.define.validate import validate
 from goalbrake.sweep.run.recovery import (
     fail_lost,
     fail_reason,
+    is_retried,
     lost_on_this_host,
     retry_interrupted,
 )
@@ -56,7 +65,7 @@ from goalbrake.sweep.run.storage import (
     repair_journal,
     supervisor_lock,
 )
-from goalbrake.sweep.run.study import failed_points, load_study, progress
+from goalbrake.sweep.run.study import Progress, failed_points, load_study, progress
 from goalbrake.sweep.run.supervisor import PROG, Supervisor, plan_workers, say
 from goalbrake.sweep.run.worker import EXIT_STOPPED, quiet_lightning, run_worker, stop_on_signals
 
@@ -162,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
     slots = plan_workers(args.workers)
     runs_dir = Path(args.runs_dir)
     storage = parse_storage(args.storage or default_storage(runs_dir, spec.study))
-    checked = validate(spec, target, rdb=storage.kind == "rdb", runs_dir=str(runs_dir))
+    checked = validate(spec, target, runs_dir=str(runs_dir))
     say(
         f"{spec.path}: {spec.sampler} sampler, {spec.pruner} pruner, "
         f"{'grid of ' + str(spec.grid_size()) + ' points, ' if spec.is_grid else ''}"
@@ -236,7 +245,38 @@ def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int, resume
     if code == 130:
         say(f"resume with: {resume}")
         return code
+    if not final.done:
+        say(_best_line(study, spec))
+        return _shortfall(study, final)
     return _ending(study, spec) if code == 0 else code
+
+
+def _cause(trial: FrozenTrial) -> str:
+    """Why a trial did not complete, on one line that equal causes share."""
+    if trial.state == TrialState.PRUNED:
+        reason = str(trial.user_attrs.get(PRUNE_REASON) or "pruned")
+        return "pruned: " + _AT_STEP.sub("", reason.splitlines()[0])
+    return fail_reason(trial).splitlines()[0]
+
+
+#: The epoch and step of a non-finite-loss prune reason (causes are grouped without them).
+_AT_STEP = re.compile(r" at epoch \d+, step \d+$")
+
+
+def _shortfall(study: optuna.Study, final: Progress) -> int:
+    """A study that stopped short of its complete trials: the count, then causes; 1."""
+    ended = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED))
+        if not is_retried(study, t.number)
+    ]
+    say(
+        f"error: {final.complete} of {final.target} trials complete; {final.failed} failed, "
+        f"{final.pruned} pruned:"
+    )
+    for cause, n in Counter(_cause(t) for t in ended).most_common():
+        say(f"  {n} × {cause}")
+    return 1
 
 
 def _stopped_line(study: optuna.Study, requeued: list[int]) -> str:
