@@ -282,7 +282,7 @@ def _shortfall(study: optuna.Study, final: Progress) -> int:
 def _stopped_line(study: optuna.Study, requeued: list[int]) -> str:
     """Which trials the stop interrupted, and that they run again first on resume."""
     if not requeued:
-        return "stopped; no trial was running"
+        return "stopped; no trial to re-queue (none was running, or out of retries)"
     trials = study.get_trials(deepcopy=False)
     shown = "; ".join(
         f"trial {n} ({', '.join(f'{k}={v}' for k, v in trials[n].params.items())})"
