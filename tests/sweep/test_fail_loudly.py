@@ -121,6 +121,24 @@ def test_a_random_study_that_only_diverges_stops_and_exits_1(
     ], explain(proc)
 
 
+@pytest.mark.slow
+def test_a_timeout_short_of_the_trials_asked_exits_1(
+    make_sweep: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = {
+        "sampler": "random",
+        "n_trials": 5,
+        "space": {"optimizer.lr": {"low": 0.05, "high": 0.1}},
+    }
+    path = make_sweep(spec, name="short", epochs=1, batches=2)
+    args = ("--config", str(path), "--workers", "0", "--runs-dir", "runs", "--timeout", "1")
+    proc = run_sweep(*args, cwd=tmp_path)
+    assert proc.returncode == 1, explain(proc)
+    last = _last_lines(proc.stderr, 1)[0]
+    assert last.startswith("goalbrake sweep: error: "), explain(proc)
+    assert last.endswith(" of 5 trials complete when --timeout passed"), explain(proc)
+
+
 # ----------------------------------------------------------------- report on a fresh clone
 def test_report_without_any_journal_says_where_it_looked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

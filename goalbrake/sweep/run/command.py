@@ -247,7 +247,8 @@ def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int, resume
         return code
     if not final.done:
         say(_best_line(study, spec))
-        return _shortfall(study, final)
+        # Status 0 from the workers short of done: the deadline stopped them.
+        return _shortfall(study, final, " when --timeout passed" if code == 0 else "")
     return _ending(study, spec) if code == 0 else code
 
 
@@ -263,17 +264,15 @@ def _cause(trial: FrozenTrial) -> str:
 _AT_STEP = re.compile(r" at epoch \d+, step \d+$")
 
 
-def _shortfall(study: optuna.Study, final: Progress) -> int:
+def _shortfall(study: optuna.Study, final: Progress, when: str) -> int:
     """A study that stopped short of its complete trials: the count, then causes; 1."""
     ended = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED))
         if not is_retried(study, t.number)
     ]
-    say(
-        f"error: {final.complete} of {final.target} trials complete; {final.failed} failed, "
-        f"{final.pruned} pruned:"
-    )
+    counts = f"; {final.failed} failed, {final.pruned} pruned:" if ended else ""
+    say(f"error: {final.complete} of {final.target} trials complete{when}{counts}")
     for cause, n in Counter(_cause(t) for t in ended).most_common():
         say(f"  {n} × {cause}")
     return 1
