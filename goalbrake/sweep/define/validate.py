@@ -1,7 +1,7 @@
 """Every check of a sweep that needs more than its file, in one place, before a trial starts.
 
 :func:`validate` runs them all: the trial budget against the grid (:func:`check_target`),
-DDP inside a trial (:func:`check_distributed`), and :func:`check_configs`, which builds
+DDP inside a trial (:func:`check_distributed`: refused), and :func:`check_configs`, which builds
 the first trial of each base config with the app's builder, builds one variant per
 further string value of each categorical parameter, parses (types only, cheap) every grid
 point, or both ends of every range and every choice of a TPE/random space, and then
@@ -246,42 +246,49 @@ def check_target(spec: SweepSpec, target: int) -> None:
         )
 
 
-def _many_devices(devices: object) -> bool:
-    return (
-        (isinstance(devices, int) and (devices > 1 or devices == -1))
-        or (isinstance(devices, (list, tuple)) and len(devices) > 1)
-        or str(devices) == "-1"
-    )
+def _many(value: object) -> bool:
+    """Whether a ``devices``/``num_nodes`` value asks for more than one."""
+    if isinstance(value, (list, tuple)):
+        return len(value) > 1
+    if isinstance(value, str) and "," in value:
+        return len([v for v in value.split(",") if v.strip()]) > 1
+    try:
+        n = int(str(value))
+    except ValueError:  # "auto": one device in a worker pinned to one GPU
+        return False
+    return n > 1 or n == -1
 
 
-def check_distributed(spec: SweepSpec, rdb: bool) -> None:
-    """DDP inside a trial needs ``ddp_spawn`` and, for pruning, an RDB storage (``rdb``)."""
-    fixed = {k.split(".", 1)[1]: v for k, v in spec.fixed.items() if k.startswith("trainer.")}
-    for name, config in spec.bases.items():
-        trainer = {**(config.get("trainer") or {}), **fixed}
-        strategy = str(trainer.get("strategy", "auto"))
-        if not _many_devices(trainer.get("devices", "auto")) and "ddp" not in strategy:
-            continue
-        if "spawn" not in strategy:
+def check_distributed(spec: SweepSpec, runs_dir: str = "runs") -> None:
+    """Refuse a trial that trains on several devices or nodes (DDP inside a trial).
+
+    A trial runs in its worker's one process: Lightning's ``ddp`` launcher would re-run
+    the worker's command in every rank, and ``ddp_spawn`` pickles the trial's storage
+    (``cannot pickle '_thread.lock' object``). Checked on the trial configs themselves, so
+    a ``trainer.devices`` in the space, a row or ``fixed`` counts as much as the base's.
+    """
+    for setting in _settings(spec):
+        trainer = fit_config(spec, setting, runs_dir, 0).get("trainer") or {}
+        asked = [
+            f"trainer.{key}={trainer[key]!r}"
+            for key in ("devices", "num_nodes")
+            if key in trainer and _many(trainer[key])
+        ]
+        if asked:
+            strategy = trainer.get("strategy", "auto")
             raise SweepSpecError(
-                f"{spec.path}: base {name} trains on several devices with strategy {strategy!r}; "
-                "inside a sweep trial use strategy: ddp_spawn (the ddp launcher re-runs the "
-                "worker's command in every rank)"
-            )
-        if not rdb:
-            raise SweepSpecError(
-                f"{spec.path}: DDP inside a trial needs an RDB storage (optuna-integration's "
-                "pruning callback supports only RDBStorage under DDP); pass --storage "
-                "postgresql://... or sqlite:///..."
+                f"{spec.path}: {_label(setting)} trains on several devices ({', '.join(asked)}, "
+                f"trainer.strategy={strategy!r}); DDP inside a sweep trial is not supported: "
+                "train each trial on one device and run one worker per GPU (--workers auto)"
             )
 
 
-def validate(spec: SweepSpec, target: int, *, rdb: bool, runs_dir: str = "runs") -> int:
+def validate(spec: SweepSpec, target: int, *, runs_dir: str = "runs") -> int:
     """All of the above; returns how many trial configs were checked.
 
     Raises:
         SweepSpecError: the first problem, in one line.
     """
     check_target(spec, target)
-    check_distributed(spec, rdb)
+    check_distributed(spec, runs_dir)
     return check_configs(spec, runs_dir)

@@ -3,6 +3,8 @@
 ::
 
     goalbrake report --study fashionmnist_goal                       # the embedded journal
+    # (runs/<study>/study.journal; on a fresh clone, the committed
+    #  experiments/<study>/<study>.journal)
     goalbrake report --study cifar10_goal --storage postgresql://goalbrake@db:5432/sweeps
 
 Writes into ``--out`` (default ``<runs-dir>/<study>/report``):
@@ -54,7 +56,7 @@ from goalbrake.sweep.report.tables import (
     write_paired,
     write_trials,
 )
-from goalbrake.sweep.run.storage import default_storage, open_storage, parse_storage
+from goalbrake.sweep.run.storage import StorageURL, default_storage, open_storage, parse_storage
 
 __all__ = ["main", "write_report"]
 
@@ -208,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True, help="the study name")
     p.add_argument(
         "--storage",
-        help="the study's storage (default: journal:<runs-dir>/<study>/study.journal)",
+        help="the study's storage (default: journal:<runs-dir>/<study>/study.journal, else "
+        "the committed experiments/<study>/<study>.journal)",
     )
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--out", help="output directory (default: <runs-dir>/<study>/report)")
@@ -216,10 +219,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _committed_journal(study: str) -> Path:
+    """A lab-notebook study's committed journal: ``experiments/<study>/<study>.journal``."""
+    return Path("experiments") / study / f"{study}.journal"
+
+
+def _where(args: argparse.Namespace) -> StorageURL:
+    """``--storage``, else the study's runs journal, else its committed journal."""
+    if args.storage:
+        where = parse_storage(args.storage)
+        if where.kind == "journal" and where.path is not None and not where.path.exists():
+            raise ValueError(f"no study storage at {where.path}")
+        return where
+    where = parse_storage(default_storage(args.runs_dir, args.study))
+    assert where.path is not None
+    if where.path.exists():
+        return where
+    committed = _committed_journal(args.study)
+    if committed.exists():
+        print(f"{PROG}: reading the committed journal {committed}", file=sys.stderr)
+        return parse_storage(f"journal:{committed}")
+    raise ValueError(
+        f"no study storage at {where.path} (nor a committed journal at {committed}); pass --storage"
+    )
+
+
 def _load(args: argparse.Namespace) -> optuna.Study:
-    where = parse_storage(args.storage or default_storage(args.runs_dir, args.study))
-    if where.kind == "journal" and where.path is not None and not where.path.exists():
-        raise ValueError(f"no study storage at {where.path}")
+    where = _where(args)
     storage = open_storage(where)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if args.study not in names:

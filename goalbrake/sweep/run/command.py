@@ -14,17 +14,24 @@ the workers (:mod:`goalbrake.sweep.run.worker`) and supervises them: a worker th
 trial failed and re-queued and is replaced. Ctrl-C (SIGINT or SIGTERM) stops the workers;
 their running trials end as FAIL (``interrupted``) and are re-queued, so the same command
 resumes the study. A second Ctrl-C kills the workers at once (their trials are recovered
-the same way).
+the same way). The last lines of a stopped sweep name the stopped (re-queued) trials and
+the command that resumes.
 
-Exit status: 0 when the study is done (or ``--timeout`` passed), 1 on a configuration or
-storage error, when trials keep failing, or when grid points failed (the last lines count
-them by cause), 2 on bad arguments, 130 when stopped.
+``goalbrake sweep --repair-journal PATH`` repairs a journal file that does not parse
+(:func:`goalbrake.sweep.run.storage.repair_journal`) and runs nothing.
+
+Exit status: 0 when the study completed what was asked, 1 on a configuration or storage
+error, or when it did not (trials keep failing or diverging, ``--timeout`` passed first,
+grid points failed: the last lines count the trials that did not complete by cause), 2 on
+bad arguments, 130 when stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import signal
 import socket
 import sys
@@ -35,25 +42,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
+from goalbrake.sweep.attrs import PRUNE_REASON
 from goalbrake.sweep.define import SweepSpec, load_spec
 from goalbrake.sweep.define.validate import validate
 from goalbrake.sweep.run.recovery import (
     fail_lost,
     fail_reason,
+    is_retried,
     lost_on_this_host,
     retry_interrupted,
 )
 from goalbrake.sweep.run.storage import (
     AskLock,
+    StorageError,
     StorageURL,
     ask_lock,
     default_storage,
     open_storage,
     parse_storage,
+    repair_journal,
     supervisor_lock,
 )
-from goalbrake.sweep.run.study import failed_points, load_study, progress
+from goalbrake.sweep.run.study import Progress, failed_points, load_study, progress
 from goalbrake.sweep.run.supervisor import PROG, Supervisor, plan_workers, say
 from goalbrake.sweep.run.worker import EXIT_STOPPED, quiet_lightning, run_worker, stop_on_signals
 
@@ -65,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run an Optuna study of goalbrake fits from a sweep YAML (see docs/sweeps.md).",
     )
-    p.add_argument("--config", required=True, help="the sweep YAML (sweeps/<name>.yaml)")
+    p.add_argument("--config", help="the sweep YAML (sweeps/<name>.yaml); required")
     p.add_argument(
         "--storage",
         help="journal:PATH, PATH.journal or an Optuna RDB URL such as "
@@ -87,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check", action="store_true", help="validate the sweep and its configs, run nothing"
     )
+    p.add_argument(
+        "--repair-journal",
+        metavar="PATH",
+        help="keep the records of a damaged journal file (the original kept as PATH.bak), "
+        "run nothing",
+    )
     return p
 
 
@@ -102,12 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    if args.repair_journal is not None:
+        return _repair(args.repair_journal)
+    if args.config is None:
+        say("error: the following arguments are required: --config (or --repair-journal PATH)")
+        return 2
     if args.n_trials is not None and args.n_trials < 1:
         say(f"error: invalid --n-trials value: {args.n_trials} (must be >= 1)")
         return 2
     if args.timeout is not None and args.timeout <= 0:
         say(f"error: invalid --timeout value: {args.timeout} (seconds, > 0)")
         return 2
+    args.resume = shlex.join(["goalbrake", "sweep", *(sys.argv[1:] if argv is None else argv)])
     try:
         return _run(args)
     except KeyboardInterrupt:  # before the workers started (checking configs, opening storage)
@@ -121,13 +145,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _repair(path: str) -> int:
+    """``--repair-journal PATH``: keep the records, back up the original."""
+    try:
+        done = repair_journal(path)
+    except StorageError as err:
+        say(f"error: {err}")
+        return 1
+    if done.backup is None:
+        say(f"{path}: all {done.kept} lines are records; nothing to repair")
+        return 0
+    parts = []
+    if done.dropped:
+        shown = ", ".join(map(str, done.dropped[:10])) + (", ..." if len(done.dropped) > 10 else "")
+        parts.append(f"dropped {len(done.dropped)} line(s) that are not records (line {shown})")
+    if done.torn:
+        parts.append("cut a torn last line")
+    say(f"{path}: kept {done.kept} records, {'; '.join(parts)}; the original is {done.backup}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.config, study=args.study)
     target = args.n_trials or spec.target_trials()
     slots = plan_workers(args.workers)
     runs_dir = Path(args.runs_dir)
     storage = parse_storage(args.storage or default_storage(runs_dir, spec.study))
-    checked = validate(spec, target, rdb=storage.kind == "rdb", runs_dir=str(runs_dir))
+    checked = validate(spec, target, runs_dir=str(runs_dir))
     say(
         f"{spec.path}: {spec.sampler} sampler, {spec.pruner} pruner, "
         f"{'grid of ' + str(spec.grid_size()) + ' points, ' if spec.is_grid else ''}"
@@ -165,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
                 deadline=deadline,
             )
             code = _supervise(supervisor)
-        return _finish(study, spec, target, code)
+        return _finish(study, spec, target, code, args.resume)
 
 
 def _resume(study: optuna.Study, spec: SweepSpec, storage: StorageURL, lock: AskLock) -> None:
@@ -190,14 +234,60 @@ def _supervise(supervisor: Supervisor) -> int:
     return code
 
 
-def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int) -> int:
-    if code == 130:
-        retry_interrupted(study, spec.retries)
+def _finish(study: optuna.Study, spec: SweepSpec, target: int, code: int, resume: str) -> int:
+    requeued = retry_interrupted(study, spec.retries) if code == 130 else []
     final = progress(study, spec, target)
     if final.done and code == 130:
         code = 0
+    if code == 130:
+        say(_stopped_line(study, requeued))
     say(f"study {spec.study!r}: {final.summary()}")
+    if code == 130:
+        say(f"resume with: {resume}")
+        return code
+    if not final.done:
+        say(_best_line(study, spec))
+        # Status 0 from the workers short of done: the deadline stopped them.
+        return _shortfall(study, final, " when --timeout passed" if code == 0 else "")
     return _ending(study, spec) if code == 0 else code
+
+
+def _cause(trial: FrozenTrial) -> str:
+    """Why a trial did not complete, on one line that equal causes share."""
+    if trial.state == TrialState.PRUNED:
+        reason = str(trial.user_attrs.get(PRUNE_REASON) or "pruned")
+        return "pruned: " + _AT_STEP.sub("", reason.splitlines()[0])
+    return fail_reason(trial).splitlines()[0]
+
+
+#: The epoch and step of a non-finite-loss prune reason (causes are grouped without them).
+_AT_STEP = re.compile(r" at epoch \d+, step \d+$")
+
+
+def _shortfall(study: optuna.Study, final: Progress, when: str) -> int:
+    """A study that stopped short of its complete trials: the count, then causes; 1."""
+    ended = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED))
+        if not is_retried(study, t.number)
+    ]
+    counts = f"; {final.failed} failed, {final.pruned} pruned:" if ended else ""
+    say(f"error: {final.complete} of {final.target} trials complete{when}{counts}")
+    for cause, n in Counter(_cause(t) for t in ended).most_common():
+        say(f"  {n} × {cause}")
+    return 1
+
+
+def _stopped_line(study: optuna.Study, requeued: list[int]) -> str:
+    """Which trials the stop interrupted, and that they run again first on resume."""
+    if not requeued:
+        return "stopped; no trial to re-queue (none was running, or out of retries)"
+    trials = study.get_trials(deepcopy=False)
+    shown = "; ".join(
+        f"trial {n} ({', '.join(f'{k}={v}' for k, v in trials[n].params.items())})"
+        for n in sorted(requeued)
+    )
+    return f"stopped {shown}: re-queued with the same parameters, they run first on resume"
 
 
 def _ending(study: optuna.Study, spec: SweepSpec) -> int:

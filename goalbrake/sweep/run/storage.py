@@ -32,6 +32,15 @@ Two more locks keep concurrent workers exact:
 * the *supervisor lock* (:func:`supervisor_lock`) lets one ``goalbrake sweep`` process
   drive a journal file at a time (a journal is one machine's storage; use PostgreSQL to
   spread a study over nodes).
+
+A journal is checked before it is used (:func:`check_journal`): a line that is not a
+record (a stray edit, a disk error) stops every command with one line naming the file and
+the line, and nothing is appended after it (Optuna would read nothing past it). A last
+line without its newline is a record torn by a writer killed mid-append: it was never
+read, so it is not an error, and the next append (or :func:`repair_journal`) cuts it off.
+:func:`repair_journal` (``goalbrake sweep --repair-journal PATH``) is the way back: it
+keeps every record that parses, in order, drops the rest, and keeps the original as
+``PATH.bak`` (``PATH.bak.1``, ... if that exists).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
+import json
 import os
 import time
 import warnings
@@ -57,12 +67,15 @@ from sqlalchemy.exc import IntegrityError
 
 __all__ = [
     "JournalFlock",
+    "JournalRepair",
     "StorageError",
     "StorageURL",
     "ask_lock",
+    "check_journal",
     "default_storage",
     "open_storage",
     "parse_storage",
+    "repair_journal",
     "supervisor_lock",
 ]
 
@@ -157,8 +170,106 @@ def _driver_url(storage: StorageURL) -> str:
 _SCHEMA_ATTEMPTS = 5
 
 
+def _bad_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, why)`` of each line of the journal at ``path`` that is not a record.
+
+    A last line without its newline (a torn append) is not reported.
+    """
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                return
+            try:
+                record = json.loads(line)
+            except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+                yield number, str(err)
+                continue
+            if not isinstance(record, dict) or "op_code" not in record:
+                yield number, "not an Optuna journal record (no op_code)"
+
+
+def check_journal(path: str | Path) -> None:
+    """Check that every line of the journal at ``path`` is a record (a missing file is fine).
+
+    Raises:
+        StorageError: the first line that is not, with the command that repairs the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    for number, why in _bad_lines(path):
+        raise StorageError(
+            f"journal {path} line {number} is not a record ({why}); nothing was written to "
+            f"it. Repair: goalbrake sweep --repair-journal {path}"
+        )
+
+
+@dataclass(frozen=True)
+class JournalRepair:
+    """What :func:`repair_journal` did."""
+
+    path: Path
+    kept: int
+    dropped: list[int]  # line numbers of the lines that were not records
+    torn: bool  # a last line without its newline was cut off
+    backup: Path | None  # the original file, or None when nothing had to change
+
+
+def _backup_path(path: Path) -> Path:
+    candidate = path.with_name(path.name + ".bak")
+    n = 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.bak.{n}")
+    return candidate
+
+
+def repair_journal(path: str | Path) -> JournalRepair:
+    """Rewrite the journal at ``path`` with only its records; the original becomes a backup.
+
+    Holds the journal's append lock, so no worker appends meanwhile. The repaired file is
+    written next to it and moved into place, so a crash leaves either file whole.
+
+    Raises:
+        StorageError: no file at ``path``, or what remains is not a journal Optuna reads.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StorageError(f"no journal at {path}")
+    lock = _FileLock(path.with_name(path.name + ".flock"))
+    lock.acquire()
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+        torn = bool(lines) and not lines[-1].endswith(b"\n")
+        dropped = [number for number, _ in _bad_lines(path)]
+        if not dropped and not torn:
+            return JournalRepair(path, len(lines), [], False, None)
+        keep = [line for i, line in enumerate(lines, start=1) if i not in dropped]
+        if torn:
+            keep = keep[:-1]
+        backup = _backup_path(path)
+        fresh = path.with_name(path.name + ".repaired")
+        with fresh.open("wb") as f:
+            f.writelines(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(path, backup)
+        os.replace(fresh, path)
+    finally:
+        lock.release()
+    try:
+        optuna.get_all_study_summaries(JournalStorage(JournalFileBackend(str(path))))
+    except Exception as err:
+        raise StorageError(
+            f"the records kept in {path} do not replay ({type(err).__name__}: {err}); the "
+            f"original is {backup}"
+        ) from None
+    return JournalRepair(path, len(keep), dropped, torn, backup)
+
+
 def _open_journal(storage: StorageURL) -> JournalStorage:
     assert storage.path is not None
+    check_journal(storage.path)
     try:
         storage.path.parent.mkdir(parents=True, exist_ok=True)
         path = storage.path.resolve()

@@ -169,8 +169,8 @@ class Supervisor:
         if not self.stopping:
             self.stopping = True
             say(
-                f"stopping: {len(self.running)} worker(s) end their trials as interrupted "
-                "(Ctrl-C again kills them); rerun the same command to resume"
+                f"stopping: {len(self.running)} worker(s) end their trials at the next batch "
+                "(Ctrl-C again kills them)"
             )
             self._signal_all(signal.SIGINT)
         elif not self.killing:

@@ -20,17 +20,19 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 from goalbrake.app import quiet_dependency_warnings
-from goalbrake.sweep.attrs import FAIL_REASON
+from goalbrake.sweep.attrs import NONFINITE, PRUNE_REASON
 from goalbrake.sweep.define import SweepSpec, load_spec
 from goalbrake.sweep.run.objective import INTERRUPTED, Objective, Worker
-from goalbrake.sweep.run.recovery import fail_stale
+from goalbrake.sweep.run.recovery import RETRYABLE_PREFIXES, fail_reason, fail_stale
 from goalbrake.sweep.run.storage import AskLock, ask_lock, open_storage, parse_storage
 from goalbrake.sweep.run.study import load_study, make_sampler, progress, worker_seed
 
@@ -40,6 +42,9 @@ EXIT_STOPPED = 130
 EXIT_FAILING = 3
 #: Consecutive trials ending in an error after which a worker gives up.
 MAX_CONSECUTIVE_ERRORS = 3
+#: Consecutive trials pruned for a non-finite loss after which a worker gives up (a space
+#: that only diverges would otherwise replace its pruned trials forever).
+MAX_CONSECUTIVE_DIVERGED = 10
 
 
 def quiet_lightning() -> None:
@@ -47,6 +52,51 @@ def quiet_lightning() -> None:
     quiet_dependency_warnings()
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass
+class _Streak:
+    """This worker's trials in a row that ended in an error, or diverged (non-finite loss)."""
+
+    errors: int = 0
+    diverged: int = 0
+
+    def update(self, trial: FrozenTrial) -> str | None:
+        """Count ``trial``; the reason to give up, when a streak is long enough."""
+        failed = trial.state == TrialState.FAIL and not fail_reason(trial).startswith(
+            RETRYABLE_PREFIXES
+        )
+        nonfinite = trial.state == TrialState.PRUNED and bool(trial.user_attrs.get(NONFINITE))
+        self.errors = self.errors + 1 if failed else 0
+        self.diverged = self.diverged + 1 if nonfinite else 0
+        if self.errors >= MAX_CONSECUTIVE_ERRORS:
+            return f"{self.errors} trials in a row failed; last: {fail_reason(trial)}"
+        if self.diverged >= MAX_CONSECUTIVE_DIVERGED:
+            return (
+                f"{self.diverged} trials in a row diverged; last: "
+                f"{trial.user_attrs.get(PRUNE_REASON, '?')}"
+            )
+        return None
+
+
+class _QuietWhenStopped(logging.Filter):
+    """Drop Optuna's "Trial N failed ..." records (with their tracebacks) of a stopped trial.
+
+    A trial stopped by SIGINT/SIGTERM raises through ``study.optimize``, which logs the
+    interruption as a failure with a traceback per worker; the sweep says in its own lines
+    what was stopped and re-queued.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self._stop.is_set() and " failed with " in record.getMessage())
+
+
+#: The logger of Optuna's trial loop (``optuna.study._optimize``).
+_OPTIMIZE_LOGGER = "optuna.study._optimize"
 
 
 def run_worker(
@@ -67,8 +117,28 @@ def run_worker(
     batch and ends as FAIL with ``fail_reason: interrupted``; the status is then 130.
     """
     stop = stop or threading.Event()
+    quiet = _QuietWhenStopped(stop)
+    logging.getLogger(_OPTIMIZE_LOGGER).addFilter(quiet)
+    try:
+        return _loop(study, spec, lock, runs_dir, target, deadline, worker, poll_s, stop)
+    finally:
+        logging.getLogger(_OPTIMIZE_LOGGER).removeFilter(quiet)
+
+
+def _loop(
+    study: optuna.Study,
+    spec: SweepSpec,
+    lock: AskLock,
+    runs_dir: str | Path,
+    target: int | None,
+    deadline: float | None,
+    worker: Worker | None,
+    poll_s: float,
+    stop: threading.Event,
+) -> int:
     objective = Objective(spec, runs_dir, worker=worker, lock=lock, stop=stop)
-    errors = 0
+    streak = _Streak()
+    last: list[FrozenTrial] = []  # this worker's finished trials (Optuna's callback)
     while True:
         if stop.is_set():
             return EXIT_STOPPED
@@ -85,21 +155,23 @@ def run_worker(
                 fail_stale(study)
                 stop.wait(poll_s)
                 continue
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(Exception,),
+                gc_after_trial=True,
+                callbacks=[lambda _, trial: last.append(trial)],
+            )
         except KeyboardInterrupt:
             # The trial (if one ran) is FAIL with fail_reason "interrupted" already.
             return EXIT_STOPPED
         finally:
             lock.release()
-        errors = errors + 1 if objective.last_outcome == "error" else 0
-        if errors >= MAX_CONSECUTIVE_ERRORS:
-            last = study.get_trials(deepcopy=False)[-1]
-            print(
-                f"goalbrake sweep: error: {errors} trials in a row failed; last: "
-                f"{last.user_attrs.get(FAIL_REASON, '?')}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILING
+        if last:
+            gave_up = streak.update(last[-1])
+            if gave_up is not None:
+                print(f"goalbrake sweep: error: {gave_up}", file=sys.stderr)
+                return EXIT_FAILING
 
 
 def stop_on_signals(stop: threading.Event) -> None:
