@@ -159,6 +159,24 @@ def test_bad_sweep_with_a_rule(make_sweep: Callable[..., Path], sweep: dict, mes
     assert str(info.value) == f"{path}: {message}"
 
 
+@pytest.mark.parametrize(
+    ("key", "value"), [("goal_from", "runs/earlier"), ("at_step", 100), ("stages", [[0.5, 10]])]
+)
+def test_a_base_goal_set_another_way_is_refused(
+    make_sweep: Callable[..., Path], tmp_path: Path, key: str, value: object
+) -> None:
+    path = make_sweep(_rule_sweep(RULE))
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["trainer"]["callbacks"][0]["init_args"][key] = value
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(SweepSpecError) as info:
+        load_spec(path)
+    assert str(info.value) == (
+        f"{path}: brake.goal: from_trials and brake.{key}={value!r} (base base.yaml) both set "
+        f"the goal (drop brake.{key})"
+    )
+
+
 def test_a_base_without_goal_brake_is_refused(make_sweep: Callable[..., Path]) -> None:
     path = make_sweep(_rule_sweep(RULE), brake=False)
     with pytest.raises(SweepSpecError, match=r"space: .*brake\.goal") as info:
@@ -254,9 +272,10 @@ def test_a_retry_keeps_its_originals_goal() -> None:
 
 # ----------------------------------------------------------------- a real sweep, SIGKILLed
 def _write(root: Path, fm_dir: Path, n_trials: int, gate: Path) -> Path:
-    (root / "base.yaml").write_text(
-        yaml.safe_dump(tiny_base(fm_dir, epochs=2, batches=3, gate=gate))
-    )
+    base = tiny_base(fm_dir, epochs=2, batches=4, gate=gate)
+    # A short half-life: the smoothed loss follows four steps' learning, so L/L₀ < 1.
+    base["trainer"]["callbacks"][0]["init_args"]["half_life"] = 1.0
+    (root / "base.yaml").write_text(yaml.safe_dump(base))
     sweep = {
         "base": "base.yaml",
         "study": "measured",
@@ -264,7 +283,7 @@ def _write(root: Path, fm_dir: Path, n_trials: int, gate: Path) -> Path:
         "n_trials": n_trials,
         "seed": 0,
         "space": {
-            "optimizer.lr": {"low": 0.05, "high": 0.2},
+            "optimizer.lr": {"low": 0.1, "high": 0.3},
             "brake.goal": {
                 "from_trials": {"quantile": 0.5, "at": 0.5, "startup": 2, "startup_goal": 0.3}
             },
@@ -343,11 +362,11 @@ def test_a_killed_and_resumed_sweep_gives_the_same_goals(tmp_path: Path, fm_dir:
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5
     rule = load_spec(path).goal_rule
     for t in trials[:3]:
-        assert t.user_attrs[CONFIG]["brake.mode"] == "remaining"
         assert t.user_attrs[CONFIG]["brake.goal"] == t.user_attrs[GOAL]["goal"]
         assert t.user_attrs[GOAL]["trials"] == list(range(t.number))
         # Measured from the records the storage keeps: recomputed, the same goal.
         assert measure_goal(rule, trials[: t.number]).record() == t.user_attrs[GOAL]
     assert [t.user_attrs[GOAL]["goal"] for t in trials[:2]] == [0.3, 0.3]
     ratios = [ratio_at(trials[n].user_attrs[LOSS_RATIO], 0.5) for n in (0, 1)]
+    assert trials[2].user_attrs[GOAL]["how"].startswith("q0.5 of L/L₀")
     assert trials[2].user_attrs[GOAL]["goal"] == pytest.approx(float(np.median(ratios)))

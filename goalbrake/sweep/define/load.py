@@ -49,6 +49,7 @@ from typing import Any
 import optuna
 import yaml
 
+from goalbrake.app import is_goal_brake
 from goalbrake.sweep.attrs import ROW_PARAM, SEED_PARAM
 from goalbrake.sweep.define.addressing import BRAKE_ALIAS, Address, AddressError, resolve
 from goalbrake.sweep.define.params import (
@@ -107,6 +108,8 @@ _SAMPLER_OWNED = {"search_space", "seed"}
 _MISSING_BASE = "missing base: (the path of a fit config, e.g. configs/x/goal.yaml)"
 #: The mode a ``from_trials`` goal is given in.
 GOAL_MODE = (f"{BRAKE_ALIAS}.mode", "remaining")
+#: GoalBrake arguments that set the goal another way (they cannot join a measured goal).
+_OTHER_GOALS = ("goal_from", "stages", "at_step")
 
 
 # ----------------------------------------------------------------------------- top level
@@ -460,6 +463,23 @@ def _rows(entries: list[_RowEntry], bases: _Bases, space: Mapping[str, object]) 
     return rows
 
 
+def _check_other_goals(bases: _Bases, used: list[str], fixed: Mapping[str, Any]) -> None:
+    """A measured goal is the only goal: no ``goal_from``, ``stages`` or ``at_step`` besides."""
+    for base in used:
+        callbacks = (bases.configs[base].get("trainer") or {}).get("callbacks") or []
+        brakes = [c.get("init_args") or {} for c in callbacks if is_goal_brake(c)]
+        for key in _OTHER_GOALS:
+            name = f"{BRAKE_ALIAS}.{key}"
+            values = [fixed.get(name), *(args.get(key) for args in brakes)]
+            value = next((v for v in values if v is not None), None)
+            if value is not None:
+                raise fail(
+                    bases.where,
+                    f"{GOAL_PARAM}: {FROM_TRIALS} and {name}={value!r} (base {base}) both set "
+                    f"the goal (drop {name})",
+                )
+
+
 def _goal_rule(
     space_raw: Mapping[str, Any],
     bases: _Bases,
@@ -486,6 +506,7 @@ def _goal_rule(
             "fixed before any trial)",
         )
     rule = parse_goal_rule(canonical, raw, where)
+    _check_other_goals(bases, used, fixed)
     mode_name, mode = GOAL_MODE
     mode_name = {bases.check(b, mode_name, "space: ") for b in used}.pop()
     if mode_name in space or fixed.get(mode_name, mode) != mode:
