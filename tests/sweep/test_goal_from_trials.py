@@ -294,6 +294,12 @@ def _write(root: Path, fm_dir: Path, n_trials: int, gate: Path) -> Path:
     return path
 
 
+def rule_of(path: Path) -> GoalFromTrials:
+    rule = load_spec(path).goal_rule
+    assert rule is not None
+    return rule
+
+
 def _held(journal: Path) -> list[optuna.trial.FrozenTrial]:
     """The RUNNING trials past their first epoch (held there by the gate)."""
     if not journal.exists():
@@ -360,7 +366,12 @@ def test_a_killed_and_resumed_sweep_gives_the_same_goals(tmp_path: Path, fm_dir:
         assert retried.user_attrs[GOAL] == goal
         assert retried.user_attrs[CONFIG]["brake.goal"] == goal["goal"]
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5
-    rule = load_spec(path).goal_rule
+    # The retry of 4 started after the retry of 3 had completed: re-measured, its goal
+    # would have come from four trials.
+    (last,) = [t for t in trials if retried_from(t) == 4]
+    before = [t for t in trials if t.number < last.number]
+    assert len(measure_goal(rule_of(path), before).trials) == 4
+    rule = rule_of(path)
     for t in trials[:3]:
         assert t.user_attrs[CONFIG]["brake.goal"] == t.user_attrs[GOAL]["goal"]
         assert t.user_attrs[GOAL]["trials"] == list(range(t.number))
