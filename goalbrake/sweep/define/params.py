@@ -212,20 +212,13 @@ class GoalFromTrials:
     reached at the fraction ``at`` of their budget (1: their final epoch), a remaining
     fraction of L₀ (``brake.mode: remaining``); until ``startup`` trials are complete it is
     ``startup_goal``. :mod:`goalbrake.sweep.run.goal_from_trials` computes it when a trial
-    starts. See docs/design.md, "Sweeps".
+    starts. See docs/sweeps.md, "The sweep file".
     """
 
     startup: int
     startup_goal: float
     quantile: float = 0.5
     at: float = 1.0
-
-    def describe(self) -> str:
-        """``q0.5 of L/L₀ at 0.5 of the budget (first 8: 0.15)``."""
-        return (
-            f"q{self.quantile:g} of L/L₀ at {self.at:g} of the budget "
-            f"(until {self.startup} complete: {self.startup_goal:g})"
-        )
 
 
 def is_goal_rule(raw: object) -> bool:

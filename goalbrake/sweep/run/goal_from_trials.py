@@ -18,8 +18,8 @@ Each finished GoalBrake trial stores its ratio per epoch (:func:`loss_ratio_reco
 attr ``loss_ratio``) and each trial the goal it used (user attr ``goal``: the value, how it
 was found, and the numbers and ratios of the trials it came from). A retried trial (a
 killed trial re-queued by :mod:`goalbrake.sweep.run.recovery`) keeps its original's
-``goal``, so a resumed study gives the same goals to the same trials. See docs/sweeps.md
-and docs/design.md, "Sweeps".
+``goal``, so a resumed study gives the same goals to the same trials. See docs/sweeps.md,
+"The sweep file", and docs/braking.md, "The goal from the study's earlier trials".
 """
 
 from __future__ import annotations
