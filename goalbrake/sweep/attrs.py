@@ -20,6 +20,13 @@ key                 value
 ``prune_reason``    why a PRUNED trial was pruned
 ``nonfinite``       True when a non-finite loss pruned it
 ``fail_reason``     why a FAIL trial failed (``interrupted: ...``, ``error: ...``, ...)
+``loss_ratio``      ``{"epoch": [...], "ratio": [...], "budget": max_epochs}``: the smoothed
+                    L/L₀ at each recorded epoch, from the trial's logged
+                    ``brake/smoothed_loss`` and ``brake/reference_loss`` (GoalBrake trials)
+``goal``            with ``brake.goal: {from_trials: ...}``: ``{"goal", "how", "trials",
+                    "ratios"}``, the goal the trial used, how it was found, and the numbers
+                    of the COMPLETE trials (and their L/L₀) it was computed from; a retry
+                    keeps its original's
 ==================  ====================================================================
 """
 
@@ -34,6 +41,8 @@ __all__ = [
     "EPOCHS",
     "FAIL_REASON",
     "FINAL_VALUE",
+    "GOAL",
+    "LOSS_RATIO",
     "NONFINITE",
     "PRUNE_REASON",
     "RECORD_BASE",
@@ -61,9 +70,21 @@ TEST = "test"
 PRUNE_REASON = "prune_reason"
 NONFINITE = "nonfinite"
 FAIL_REASON = "fail_reason"
+LOSS_RATIO = "loss_ratio"
+GOAL = "goal"
 
-#: User attrs that describe one attempt; a retried trial starts with them cleared.
-ATTEMPT_ATTRS = (FAIL_REASON, PRUNE_REASON, NONFINITE, CURVE, BEST_EPOCH, FINAL_VALUE, TEST)
+#: User attrs that describe one attempt; a retried trial starts with them cleared (it keeps
+#: ``goal``: the same trial gets the same goal).
+ATTEMPT_ATTRS = (
+    FAIL_REASON,
+    PRUNE_REASON,
+    NONFINITE,
+    CURVE,
+    BEST_EPOCH,
+    FINAL_VALUE,
+    TEST,
+    LOSS_RATIO,
+)
 
 #: Keys of the ``config`` record besides the parameters' addresses; the grid row and the
 #: seed are also Optuna parameter names.

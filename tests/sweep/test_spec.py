@@ -227,6 +227,17 @@ def _refused(path: Path, runs: Path, capsys: pytest.CaptureFixture[str], *flags:
         ({"space": {"optimizer.lrr": [0.1]}}, "unknown parameter 'optimizer.lrr'"),
         ({"space": {"optimizer.lr": {"low": 0.2, "high": 0.2}}}, "empty range for optimizer.lr"),
         ({"sampler": "annealing", "space": {"optimizer.lr": [0.1]}}, "unknown sampler 'annealing'"),
+        # The goal from earlier trials (issue 19): its rule, in one line.
+        (
+            {
+                "sampler": "random",
+                "space": {
+                    "optimizer.lr": [0.1],
+                    "brake.goal": {"from_trials": {"startup": 0, "startup_goal": 0.15}},
+                },
+            },
+            "invalid startup 0 for brake.goal: from_trials (must be an integer >= 1)",
+        ),
         # Caught by building the trial configs, before the study is created.
         (
             {"sampler": "grid", "space": {"optimizer.lr": ["fast"]}},

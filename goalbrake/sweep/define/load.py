@@ -17,6 +17,15 @@ A sweep file names a base fit config and the fit arguments to vary (see
       brake.factor: {type: int, low: 2, high: 100, log: true}
       brake.mode: [remaining, reduction]        # a list: categorical (tpe) / grid values
 
+Instead of a range, ``brake.goal`` may be measured on the study's own COMPLETE earlier
+trials (not sampled; ``brake.mode`` is then ``remaining``, set here)::
+
+      brake.goal: {from_trials: {quantile: 0.5, at: 0.5, startup: 8, startup_goal: 0.15}}
+
+the median of the smoothed L/L₀ they reached at 50 % of their budget; 0.15 until 8 trials
+are complete (:class:`~goalbrake.sweep.define.params.GoalFromTrials`). TPE and random
+samplers only.
+
 A grid study (``sampler: grid``) gives every space parameter as a list, optionally adds
 ``rows:`` (named groups of settings, each a small grid of its own, possibly on another
 base config) and ``seeds: k``: every grid point is run with the seeds ``seed … seed+k−1``,
@@ -40,13 +49,19 @@ from typing import Any
 import optuna
 import yaml
 
+from goalbrake.app import is_goal_brake
 from goalbrake.sweep.attrs import ROW_PARAM, SEED_PARAM
-from goalbrake.sweep.define.addressing import Address, AddressError, resolve
+from goalbrake.sweep.define.addressing import BRAKE_ALIAS, Address, AddressError, resolve
 from goalbrake.sweep.define.params import (
+    FROM_TRIALS,
+    GOAL_PARAM,
+    GoalFromTrials,
     ParamSpec,
     Scalar,
     SweepSpecError,
     fail,
+    is_goal_rule,
+    parse_goal_rule,
     parse_param,
     to_number,
     to_scalar,
@@ -91,6 +106,10 @@ TOP_LEVEL_KEYS = (
 #: Sampler arguments the sweep sets itself.
 _SAMPLER_OWNED = {"search_space", "seed"}
 _MISSING_BASE = "missing base: (the path of a fit config, e.g. configs/x/goal.yaml)"
+#: The mode a ``from_trials`` goal is given in.
+GOAL_MODE = (f"{BRAKE_ALIAS}.mode", "remaining")
+#: GoalBrake arguments that set the goal another way (they cannot join a measured goal).
+_OTHER_GOALS = ("goal_from", "stages", "at_step")
 
 
 # ----------------------------------------------------------------------------- top level
@@ -393,6 +412,8 @@ def _fixed_and_space(
         )
     space: dict[str, ParamSpec] = {}
     for name, value in space_raw.items():
+        if is_goal_rule(value):
+            continue  # not sampled: see _goal_rule
         canonical = {bases.check(b, str(name), "space: ") for b in used}.pop()
         if canonical in space or canonical in fixed:
             raise fail(where, f"parameter {canonical} is given twice")
@@ -442,6 +463,63 @@ def _rows(entries: list[_RowEntry], bases: _Bases, space: Mapping[str, object]) 
     return rows
 
 
+def _check_other_goals(bases: _Bases, used: list[str], fixed: Mapping[str, Any]) -> None:
+    """A measured goal is the only goal: no ``goal_from``, ``stages`` or ``at_step`` besides."""
+    for base in used:
+        callbacks = (bases.configs[base].get("trainer") or {}).get("callbacks") or []
+        brakes = [c.get("init_args") or {} for c in callbacks if is_goal_brake(c)]
+        for key in _OTHER_GOALS:
+            name = f"{BRAKE_ALIAS}.{key}"
+            values = [fixed.get(name), *(args.get(key) for args in brakes)]
+            value = next((v for v in values if v is not None), None)
+            if value is not None:
+                raise fail(
+                    bases.where,
+                    f"{GOAL_PARAM}: {FROM_TRIALS} and {name}={value!r} (base {base}) both set "
+                    f"the goal (drop {name})",
+                )
+
+
+def _goal_rule(
+    space_raw: Mapping[str, Any],
+    bases: _Bases,
+    used: list[str],
+    fixed: dict[str, Any],
+    space: Mapping[str, ParamSpec],
+    sampler: str,
+) -> GoalFromTrials | None:
+    """The ``brake.goal: {from_trials: ...}`` entry of ``space:``; it sets ``brake.mode``."""
+    where = bases.where
+    rules = [(str(n), v) for n, v in space_raw.items() if is_goal_rule(v)]
+    if not rules:
+        return None
+    name, raw = rules[0]
+    canonical = {bases.check(b, name, "space: ") for b in used}.pop()
+    if canonical != GOAL_PARAM:
+        raise fail(where, f"{FROM_TRIALS} is a rule for {GOAL_PARAM}, not for {canonical}")
+    if canonical in fixed:
+        raise fail(where, f"parameter {canonical} is given twice")
+    if sampler == "grid":
+        raise fail(
+            where,
+            f"{GOAL_PARAM}: {FROM_TRIALS} needs sampler tpe or random (a grid's points are "
+            "fixed before any trial)",
+        )
+    rule = parse_goal_rule(canonical, raw, where)
+    _check_other_goals(bases, used, fixed)
+    mode_name, mode = GOAL_MODE
+    mode_name = {bases.check(b, mode_name, "space: ") for b in used}.pop()
+    if mode_name in space or fixed.get(mode_name, mode) != mode:
+        given = fixed.get(mode_name, "searched")
+        raise fail(
+            where,
+            f"{GOAL_PARAM}: {FROM_TRIALS} gives a remaining fraction of L₀: {mode_name} must "
+            f"be {mode} (got {given}; drop it)",
+        )
+    fixed[mode_name] = mode
+    return rule
+
+
 # ----------------------------------------------------------------------------- load
 def load_spec(path: str | Path, *, study: str | None = None) -> SweepSpec:
     """Read and fully validate a sweep YAML.
@@ -475,6 +553,7 @@ def load_spec(path: str | Path, *, study: str | None = None) -> SweepSpec:
     base_value = raw.get("base")
     used = sorted({b for b, _, _ in entries} or {base_value})
     fixed, space = _fixed_and_space(given, bases, used, grid)
+    goal_rule = _goal_rule(given[1], bases, used, fixed, space, choice["sampler"])
     rows = _rows(entries, bases, space)
     spec = SweepSpec(
         path=path,
@@ -485,6 +564,7 @@ def load_spec(path: str | Path, *, study: str | None = None) -> SweepSpec:
         direction=direction,
         fixed=fixed,
         space=space,
+        goal_rule=goal_rule,
         rows=rows,
         bases=bases.configs,
         base_files=bases.files,

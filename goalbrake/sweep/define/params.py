@@ -1,4 +1,5 @@
-"""The search space of a sweep file: ranges and choices, and their one-line errors."""
+"""The search space of a sweep file: ranges, choices, the goal from earlier trials, and
+their one-line errors."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from dataclasses import dataclass
 
 import optuna
 
+from goalbrake.sweep.define.addressing import BRAKE_ALIAS
+
 __all__ = [
+    "FROM_TRIALS",
+    "GOAL_PARAM",
     "Choices",
     "FloatRange",
+    "GoalFromTrials",
     "IntRange",
     "ParamSpec",
     "Scalar",
     "SweepSpecError",
+    "is_goal_rule",
+    "parse_goal_rule",
     "parse_param",
     "to_number",
     "to_scalar",
@@ -186,3 +194,91 @@ def parse_param(name: str, raw: object, where: str, grid: bool) -> ParamSpec:
         return parse_param(name, raw["choices"], where, grid)
     _check_keys(name, raw, where, grid)
     return _range(name, raw, where)
+
+
+# ----------------------------------------------------------------------------- from_trials
+#: The key that makes ``brake.goal`` a rule instead of a range: ``{from_trials: {...}}``.
+FROM_TRIALS = "from_trials"
+#: The one parameter a ``from_trials`` rule sets.
+GOAL_PARAM = f"{BRAKE_ALIAS}.goal"
+_RULE_KEYS = ("quantile", "at", "startup", "startup_goal")
+
+
+@dataclass(frozen=True)
+class GoalFromTrials:
+    """``brake.goal`` measured on the study's own COMPLETE earlier trials.
+
+    The goal of a trial is the ``quantile`` of the smoothed L/L₀ that the COMPLETE trials
+    reached at the fraction ``at`` of their budget (1: their final epoch), a remaining
+    fraction of L₀ (``brake.mode: remaining``); until ``startup`` trials are complete it is
+    ``startup_goal``. :mod:`goalbrake.sweep.run.goal_from_trials` computes it when a trial
+    starts. See docs/sweeps.md, "The sweep file".
+    """
+
+    startup: int
+    startup_goal: float
+    quantile: float = 0.5
+    at: float = 1.0
+
+
+def is_goal_rule(raw: object) -> bool:
+    """Whether a ``space:`` entry is ``{from_trials: {...}}``."""
+    return isinstance(raw, Mapping) and FROM_TRIALS in raw
+
+
+def _fraction(
+    rule: Mapping[str, object], key: str, default: object, name: str, where: str
+) -> float:
+    value = to_number(rule.get(key, default))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(where, f"invalid {key} {value!r} for {name}: {FROM_TRIALS} (must be a number)")
+    return float(value)
+
+
+def parse_goal_rule(name: str, raw: Mapping[str, object], where: str) -> GoalFromTrials:
+    """``{from_trials: {quantile: 0.5, at: 0.5, startup: 8, startup_goal: 0.15}}``.
+
+    ``quantile`` (default 0.5) in (0, 1), ``at`` (default 1) in (0, 1], ``startup`` an
+    integer >= 1 and ``startup_goal`` in (0, 1), both required.
+
+    Raises:
+        SweepSpecError: in one line, e.g. ``invalid quantile 1.5 for brake.goal:
+            from_trials (must be in (0, 1))``.
+    """
+    extra = set(raw) - {FROM_TRIALS}
+    if extra:
+        raise fail(where, f"unknown key {sorted(extra)[0]!r} for {name} ({FROM_TRIALS} alone)")
+    rule = raw[FROM_TRIALS]
+    if not isinstance(rule, Mapping):
+        raise fail(
+            where,
+            f"invalid {FROM_TRIALS} {rule!r} for {name} (a mapping of {', '.join(_RULE_KEYS)})",
+        )
+    unknown = sorted(set(map(str, rule)) - set(_RULE_KEYS))
+    if unknown:
+        raise fail(
+            where,
+            f"unknown key {unknown[0]!r} for {name}: {FROM_TRIALS} "
+            f"(allowed: {', '.join(_RULE_KEYS)})",
+        )
+    for key in ("startup", "startup_goal"):
+        if key not in rule:
+            raise fail(where, f"{name}: {FROM_TRIALS} needs {key} (the goal of the first trials)")
+    what = f"for {name}: {FROM_TRIALS}"
+    quantile = _fraction(rule, "quantile", 0.5, name, where)
+    if not 0 < quantile < 1:
+        raise fail(where, f"invalid quantile {quantile!r} {what} (must be in (0, 1))")
+    at = _fraction(rule, "at", 1.0, name, where)
+    if not 0 < at <= 1:
+        raise fail(where, f"invalid at {at!r} {what} (must be in (0, 1], 1: the final epoch)")
+    startup = rule["startup"]
+    if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
+        raise fail(where, f"invalid startup {startup!r} {what} (must be an integer >= 1)")
+    startup_goal = _fraction(rule, "startup_goal", None, name, where)
+    if not 0 < startup_goal < 1:
+        raise fail(
+            where,
+            f"invalid startup_goal {startup_goal!r} {what} (must be in (0, 1), a remaining "
+            "fraction of L₀)",
+        )
+    return GoalFromTrials(startup=startup, startup_goal=startup_goal, quantile=quantile, at=at)

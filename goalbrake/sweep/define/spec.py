@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from goalbrake.app import callback_name, checkpoint_config, is_goal_brake, logge
 from goalbrake.sweep.attrs import RECORD_BASE, RECORD_METHOD, ROW_PARAM, SEED_PARAM
 from goalbrake.sweep.define.addressing import Address, assign
 from goalbrake.sweep.define.grid import SweepGridSampler
-from goalbrake.sweep.define.params import Choices, ParamSpec, Scalar
+from goalbrake.sweep.define.params import GOAL_PARAM, Choices, GoalFromTrials, ParamSpec, Scalar
 
 __all__ = [
     "DEFAULT_N_TRIALS",
@@ -109,6 +109,9 @@ class SweepSpec:
     heartbeat_interval: int
     grace_period: int
     checkpoint: bool
+    #: ``brake.goal`` measured on the study's earlier trials (``space: {brake.goal:
+    #: {from_trials: ...}}``), set per trial by :mod:`goalbrake.sweep.run.goal_from_trials`.
+    goal_rule: GoalFromTrials | None = None
     #: Test each COMPLETE trial after its fit (final weights, and the best-val checkpoint
     #: when ``checkpoint``); for reproductions only, never for a search that selects.
     test: bool = False
@@ -171,6 +174,8 @@ class SweepSpec:
         for row in self.rows:
             names.extend(n for n in row.values if n not in names)
         names.extend(n for n in self.space if n not in names)
+        if self.goal_rule is not None and GOAL_PARAM not in names:
+            names.append(GOAL_PARAM)
         return names
 
     def suggest(self, trial: optuna.Trial) -> TrialSetting:
@@ -200,6 +205,11 @@ class SweepSpec:
             values[name] = spec.suggest(trial, name)
         seed = int(point.get(SEED_PARAM, self.seed))  # type: ignore[arg-type]
         return TrialSetting(base=base, values=values, seed=seed, row=label)
+
+    @staticmethod
+    def with_goal(setting: TrialSetting, goal: float) -> TrialSetting:
+        """``setting`` with the ``brake.goal`` a ``from_trials`` rule measured for it."""
+        return replace(setting, values={**setting.values, GOAL_PARAM: goal})
 
     # -- configs --------------------------------------------------------------------------
     def trial_config(self, setting: TrialSetting) -> Config:

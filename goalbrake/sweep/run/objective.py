@@ -21,6 +21,13 @@ is then tested after its fit: the final weights, and the best-val checkpoint whe
 The TensorBoard run of trial n is ``<runs>/<study>/trial_<n>``, with the trial's
 hyperparameters and ``hp/objective``, ``hp/final``, ``hp/epochs`` in the HPARAMS tab.
 
+With ``brake.goal: {from_trials: ...}`` the trial's goal is measured on the study's
+COMPLETE trials when it starts, under the ask lock
+(:mod:`goalbrake.sweep.run.goal_from_trials`, user attr ``goal``; a retry keeps its
+original's), and every finished GoalBrake trial stores its smoothed L/L₀ per epoch (user
+attr ``loss_ratio``) for the trials after it; its TensorBoard HPARAMS carry
+``brake.goal_from``.
+
 The user attrs a trial writes are those of :mod:`goalbrake.sweep.attrs`.
 """
 
@@ -48,6 +55,8 @@ from goalbrake.sweep.attrs import (
     EPOCHS,
     FAIL_REASON,
     FINAL_VALUE,
+    GOAL,
+    LOSS_RATIO,
     PRUNE_REASON,
     TENSORBOARD,
     TEST,
@@ -55,6 +64,7 @@ from goalbrake.sweep.attrs import (
 )
 from goalbrake.sweep.define import SweepSpec
 from goalbrake.sweep.define.spec import Config, TrialSetting, fit_config, trial_dir
+from goalbrake.sweep.run.goal_from_trials import goal_for_trial, loss_ratio_record
 from goalbrake.sweep.run.storage import AskLock
 from goalbrake.sweep.run.trial_callbacks import (
     NonFiniteLossPruner,
@@ -119,6 +129,9 @@ class Objective:
             if inherited.get(key) is not None:
                 trial.set_user_attr(key, None)
         setting = self.spec.suggest(trial)
+        if self.spec.goal_rule is not None:
+            measured = goal_for_trial(trial, self.spec.goal_rule)
+            setting = self.spec.with_goal(setting, measured.goal)
         config = fit_config(self.spec, setting, self.runs_dir, trial.number)
         trial.set_user_attr(CONFIG, self.spec.describe(setting, config))
         # Relative to the runs directory: the storage may move to another machine.
@@ -217,6 +230,10 @@ class Objective:
         trial.set_user_attr(FINAL_VALUE, recorder.final)
         trial.set_user_attr(EPOCHS, epochs)
         trial.set_user_attr(DURATION_S, round(seconds, 3))
+        budget = trainer.max_epochs if (trainer.max_epochs or -1) > 0 else epochs
+        ratios = loss_ratio_record(recorder.curve, budget)
+        if ratios is not None:
+            trial.set_user_attr(LOSS_RATIO, ratios)
         logger = trainer.logger
         if logger is None:
             return
@@ -224,6 +241,9 @@ class Objective:
         hparams = {k: v for k, v in record.items() if v is not None}
         hparams["trial"] = trial.number
         hparams["outcome"] = outcome
+        goal = trial.user_attrs.get(GOAL)
+        if isinstance(goal, dict):
+            hparams["brake.goal_from"] = str(goal.get("how"))
         nan = math.nan
         metrics = {
             "hp/objective": nan if recorder.best is None else recorder.best,
