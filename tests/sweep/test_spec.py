@@ -11,6 +11,7 @@ from optuna.distributions import CategoricalDistribution
 
 from goalbrake.sweep.define import SweepSpecError, load_spec
 from goalbrake.sweep.define.params import Choices, FloatRange, IntRange
+from goalbrake.sweep.define.spec import method_of
 from goalbrake.sweep.run.command import main as sweep_main
 from goalbrake.sweep.run.study import make_sampler, progress
 
@@ -301,3 +302,19 @@ def test_bad_arguments_exit_2(
     path = make_sweep({"space": {"optimizer.lr": [0.1]}})
     assert sweep_main(["--config", str(path), *argv]) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "brake", "method"),
+    [
+        ("torch.optim.SGD", None, "sgd"),
+        ("goalbrake.PHS", None, "phs"),
+        ("goalbrake.PHS", {"goal": 0.1}, "goal"),
+        ("goalbrake.PHS", {"at_step": 100, "factor": 5.0}, "step"),
+        ("torch.optim.AdamW", None, "adamw"),
+    ],
+)
+def test_method_of_names_the_arm(optimizer: str, brake: dict | None, method: str) -> None:
+    callbacks = [] if brake is None else [{"class_path": "goalbrake.GoalBrake", "init_args": brake}]
+    config = {"optimizer": {"class_path": optimizer}, "trainer": {"callbacks": callbacks}}
+    assert method_of(config) == method

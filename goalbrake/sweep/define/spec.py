@@ -64,13 +64,18 @@ class TrialSetting:
 
 
 def method_of(config: Mapping[str, Any]) -> str:
-    """``sgd``, ``phs`` or ``goal`` (PHS with GoalBrake) for a fit config; else the class."""
+    """``sgd``, ``phs``, ``goal`` (PHS with GoalBrake) or ``step`` (PHS with GoalBrake's
+    clock, ``at_step``) for a fit config; else the optimizer's class name."""
     name = callback_name(config.get("optimizer") or {}) or "none"
     if name == "SGD":
         return "sgd"
     if name == "PHS":
         callbacks = (config.get("trainer") or {}).get("callbacks") or []
-        return "goal" if any(is_goal_brake(c) for c in callbacks) else "phs"
+        brakes = [c for c in callbacks if is_goal_brake(c)]
+        if not brakes:
+            return "phs"
+        clock = any((c.get("init_args") or {}).get("at_step") is not None for c in brakes)
+        return "step" if clock else "goal"
     return name.lower()
 
 

@@ -54,8 +54,13 @@ __all__ = [
     "plot_objective_vs_params",
 ]
 
-METHOD_COLORS = {"sgd": "#1f77b4", "phs": "#ff7f0e", "goal": "#2ca02c"}
-METHOD_LABELS = {"sgd": "SGD", "phs": "PHS", "goal": "PHS + goal braking"}
+METHOD_COLORS = {"sgd": "#1f77b4", "phs": "#ff7f0e", "goal": "#2ca02c", "step": "#9467bd"}
+METHOD_LABELS = {
+    "sgd": "SGD",
+    "phs": "PHS",
+    "goal": "PHS + goal braking",
+    "step": "PHS + braking at a fixed step",
+}
 _OTHER_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 MASS, FRICTION, LR = "optimizer.mass", "optimizer.friction", "optimizer.lr"
 
