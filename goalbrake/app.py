@@ -185,11 +185,17 @@ class FirstNonFinite:
 _HYPERPARAMETERS = ("lr", "mass", "friction", "momentum")
 
 
-def _hyperparameters(trainer: Trainer) -> str:
+def _hyperparameters(trainer: Trainer) -> dict[str, Any]:
+    """The first param group's lr/mass/friction/momentum as they are: no conversion, so a
+    0-d device tensor costs no host sync on the per-batch path."""
     if not trainer.optimizers:
-        return ""
+        return {}
     group = trainer.optimizers[0].param_groups[0]
-    return ", ".join(f"{k}={float(group[k]):g}" for k in _HYPERPARAMETERS if k in group)
+    return {k: group[k] for k in _HYPERPARAMETERS if k in group}
+
+
+def _describe(settings: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={float(v):g}" for k, v in settings.items())
 
 
 class StopOnNonFiniteLoss(Callback):
@@ -210,7 +216,8 @@ class StopOnNonFiniteLoss(Callback):
             raise ValueError(f"Invalid check_every value: {check_every} (must be >= 1)")
         self.check_every = check_every
         self._watch = FirstNonFinite()
-        self._settings: dict[int, str] = {}  # step -> lr/mass/friction, since the last check
+        # step -> lr/mass/friction, since the last check (formatted only for the error)
+        self._settings: dict[int, dict[str, Any]] = {}
         self._step = 0
 
     def on_train_batch_start(
@@ -254,7 +261,7 @@ class StopOnNonFiniteLoss(Callback):
         if found is None:
             raise NonFiniteLossError("Training diverged on another rank: train/loss is not finite")
         step, value = found
-        settings = self._settings.get(step, "")
+        settings = _describe(self._settings.get(step, {}))
         raise NonFiniteLossError(
             f"Training diverged at step {step}: train/loss is {value}"
             + (f" ({settings})" if settings else "")
