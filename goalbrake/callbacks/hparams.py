@@ -21,7 +21,7 @@ from torch import Tensor
 
 from goalbrake.callbacks.goal_brake import GoalBrakeBase
 
-__all__ = ["HParamsLoggerBase"]
+__all__ = ["BRAKE_KEYS", "CONFIG_SOURCE", "OPTIMIZER_KEYS", "HParamsLoggerBase"]
 
 HParam = float | int | str | bool
 NAN = math.nan
@@ -41,15 +41,21 @@ OPTIMIZER_KEYS: tuple[str, ...] = (
 )
 #: GoalBrake's hparams (NaN or "" without a GoalBrake). A clock trigger's step is
 #: ``brake_step`` with ``mode="at_step"``: no ``at_step`` column takes one of the five
-#: columns TensorBoard shows by default (the first five names, alphabetically).
+#: columns TensorBoard shows by default (the first five names, alphabetically); for the
+#: same reason the goal's origin is ``goal_source``, not ``brake/goal_source`` ("/" sorts
+#: before "_" and would push ``goal`` out of those five).
 BRAKE_KEYS: tuple[str, ...] = (
     "goal",
+    "goal_source",
     "factor",
     "mode",
     "brake_step",
     "reference_loss",
 )
-_STRINGS = {"optimizer", "scheme", "friction_on", "kinetic", "mode"}
+#: ``goal_source`` of a goal given as a number (``goal=`` or ``stages=``, from Python, YAML,
+#: the CLI or a sweep's trial setting).
+CONFIG_SOURCE = "config"
+_STRINGS = {"optimizer", "scheme", "friction_on", "kinetic", "mode", "goal_source"}
 
 
 def _value(value: object) -> HParam:
@@ -87,12 +93,19 @@ def optimizer_hparams(optimizer: object | None) -> dict[str, HParam]:
 
 
 def brake_hparams(brake: GoalBrakeBase | None) -> dict[str, HParam]:
-    """:data:`BRAKE_KEYS` of ``brake``; ``goal`` and ``factor`` are its first stage's."""
+    """:data:`BRAKE_KEYS` of ``brake``; ``goal`` and ``factor`` are its first stage's.
+
+    ``goal_source`` says where the goal came from: the earlier run and the rule for a
+    ``goal_from`` goal (``GoalBrake.goal_source``, the text of its ``brake/events`` line),
+    :data:`CONFIG_SOURCE` for a goal given as a number, ``""`` for the clock trigger.
+    """
     out: dict[str, HParam] = {k: ("" if k in _STRINGS else NAN) for k in BRAKE_KEYS}
     if brake is None:
         return out
     goal, factor = brake.stages[0]
     out["goal"] = NAN if goal is None else float(goal)
+    if goal is not None:
+        out["goal_source"] = brake.goal_source or CONFIG_SOURCE
     out["factor"] = float(factor)
     out["mode"] = "at_step" if brake.at_step is not None else brake.mode
     out["brake_step"] = NAN if brake.braked_step is None else brake.braked_step
@@ -119,7 +132,10 @@ class HParamsLoggerBase:
       ``lr``, ``momentum`` (μ: SGD's ``momentum``, PHS's ``momentum_factor()``), ``mass``,
       ``friction``, ``scheme``, ``friction_on``, ``kinetic``, ``weight_decay``;
     * the first :class:`~goalbrake.callbacks.GoalBrake` of the Trainer: ``goal`` and
-      ``factor`` (its first stage), ``mode`` (``"at_step"`` for the clock trigger, whose
+      ``factor`` (its first stage), ``goal_source`` (where the goal came from: for
+      ``goal_from=`` the earlier run and the rule, e.g. ``"L/L₀ 0.1122 at step 18759 of
+      runs/…/version_0 × margin 1.1"``; ``"config"`` for a goal given as a number; ``""``
+      for the clock trigger), ``mode (``"at_step"`` for the clock trigger, whose
       ``at_step`` is the ``brake_step`` once it fired), and at the end ``brake_step`` (the step the
       first stage fired, NaN if it never did) and ``reference_loss`` (L₀);
     * the ``params`` given to the constructor (e.g. a sweep's trial number or a data

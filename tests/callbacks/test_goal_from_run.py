@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing import event_accumulator
 
-from goalbrake.callbacks import GoalBrake
+from goalbrake.callbacks import GoalBrake, HParamsLogger
 from goalbrake.callbacks.goal_from_run import goal_from_run, read_earlier_run
+from tests.callbacks.test_hparams import read_hparams
 
 
 @pytest.fixture
@@ -67,6 +69,36 @@ def test_a_run_with_goal_from_brakes_at_that_goal_and_says_where_it_came_from(
     assert lines[0] == f"GoalBrake: goal {brake.stages[0][0]:.4g} from {brake.goal_source}"
     reduction = GoalBrake(goal_from=earlier["csv"], mode="reduction")
     assert reduction.stages[0][0] == pytest.approx(1 - earlier["final"])
+
+
+def brake_texts(log_dir: str | Path) -> list[tuple[int, str]]:
+    """(step, text) of every ``brake/events`` text in a TensorBoard run folder."""
+    events = event_accumulator.EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    if "brake/events/text_summary" not in events.Tags()["tensors"]:
+        return []
+    return [
+        (e.step, e.tensor_proto.string_val[0].decode())
+        for e in events.Tensors("brake/events/text_summary")
+    ]
+
+
+def test_the_run_logs_its_goal_and_where_it_came_from_as_hparams_and_text(
+    earlier: dict[str, Any], make_module, make_trainer, tmp_path: Path
+) -> None:
+    brake = GoalBrake(goal_from=earlier["csv"], goal_margin=1.2, half_life=3.0)
+    tb = TensorBoardLogger(str(tmp_path), name="later", default_hp_metric=False)
+    torch.manual_seed(0)
+    make_trainer(callbacks=[brake, HParamsLogger()], logger=tb, max_epochs=2).fit(make_module())
+    where = f"L/L₀ {earlier['final']:.4g} at step 23 of {earlier['csv']} × margin 1.2"
+    assert brake.goal_source == where
+    params, _, _ = read_hparams(tb.log_dir)
+    assert params["goal_source"] == where
+    assert params["goal"] == pytest.approx(1.2 * earlier["final"], rel=1e-6)
+    assert params["mode"] == "remaining"
+    texts = brake_texts(tb.log_dir)
+    assert texts[0] == (0, f"GoalBrake: goal {brake.stages[0][0]:.4g} from {where}")
+    assert brake.braked_step is not None and texts[1][0] == brake.braked_step
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:

@@ -125,6 +125,7 @@ def test_a_braking_fit_and_its_test_fill_one_hparams_row(tmp_path: Path) -> None
     assert (params["mode"], params["factor"]) == ("at_step", 50.0)
     assert params["brake_step"] == brake.braked_step == 5  # the clock trigger's at_step
     assert math.isnan(params["goal"]) and math.isnan(params["reference_loss"])
+    assert params["goal_source"] == ""  # the clock trigger has no goal
     # The module's save_hyperparameters (and LightningCLI's _instantiator) stay out.
     assert sorted(params) == sorted(OPTIMIZER_KEYS + BRAKE_KEYS)
 
@@ -142,6 +143,7 @@ def test_goal_brake_logs_goal_mode_and_reference_loss(tmp_path: Path) -> None:
     run.fit(Classifier())
     params, _, _ = read_hparams(run.logger.log_dir)
     assert (params["goal"], params["factor"], params["mode"]) == (0.99, 10.0, "remaining")
+    assert params["goal_source"] == "config"  # a goal given as a number
     assert params["reference_loss"] == pytest.approx(brake.reference_loss)
     assert brake.braked_step is not None and params["brake_step"] == brake.braked_step
 
@@ -153,6 +155,7 @@ def test_sgd_and_extra_params_without_a_brake(tmp_path: Path) -> None:
     assert (params["optimizer"], params["lr"], params["momentum"]) == ("SGD", 0.05, 0.9)
     assert math.isnan(params["friction"]) and params["scheme"] == ""
     assert params["mode"] == "" and math.isnan(params["brake_step"])
+    assert params["goal_source"] == ""
     assert (params["trial"], params["outcome"]) == (7, "complete")
 
 
