@@ -5,6 +5,7 @@ back."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from goalbrake.callbacks import GoalBrake, HParamsLogger
 from goalbrake.callbacks.goal_from_run import goal_from_run, read_earlier_run
@@ -115,8 +117,18 @@ def test_bad_input_fails_in_one_line_before_any_work(earlier: dict[str, Any], tm
         tmp_path / "high.csv",
         [{"step": "0", "brake/smoothed_loss": "0.9", "brake/reference_loss": "1.0"}],
     )
+    no_smoothed = write_csv(tmp_path / "no_smoothed.csv", [{"step": "0", "train/loss": "1.0"}])
+    zero = write_csv(
+        tmp_path / "zero.csv",
+        [{"step": "0", "brake/smoothed_loss": "0.0", "brake/reference_loss": "1.0"}],
+    )
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
+    no_brake = tmp_path / "no_brake.ckpt"
+    torch.save({"state_dict": {}, "callbacks": {"ModelCheckpoint{}": {}}}, no_brake)
+    tb_without = tmp_path / "tb_without"
+    with SummaryWriter(str(tb_without)) as writer:  # a run that logged no brake/* scalars
+        writer.add_scalar("train/loss", 1.0, 0)
     cases = [
         (
             dict(goal_from=str(tmp_path / "missing")),
@@ -135,6 +147,26 @@ def test_bad_input_fails_in_one_line_before_any_work(earlier: dict[str, Any], tm
             "goal_margin)",
         ),
         (
+            dict(goal_from=str(no_smoothed)),
+            f"Invalid goal_from value: '{no_smoothed}' (no brake/smoothed_loss and no "
+            "brake/reference_loss logged: a GoalBrake run with log=True writes them)",
+        ),
+        (
+            dict(goal_from=str(tb_without)),
+            f"Invalid goal_from value: '{tb_without}' (no brake/smoothed_loss and no "
+            "brake/reference_loss logged: a GoalBrake run with log=True writes them)",
+        ),
+        (
+            dict(goal_from=str(no_brake)),
+            f"Invalid goal_from value: '{no_brake}' (0 GoalBrake states in the checkpoint "
+            "(must be one))",
+        ),
+        (
+            dict(goal_from=str(zero)),
+            f"Invalid goal_from value: '{zero}' (the rule gives the goal 0 (L/L₀ 0 at step 0 "
+            f"of {zero} × margin 1), which must be in (0, 1): the run's loss is not positive)",
+        ),
+        (
             dict(goal_from=str(junk)),
             f"Invalid goal_from value: '{junk}' (not a readable checkpoint: UnpicklingError)",
         ),
@@ -148,13 +180,36 @@ def test_bad_input_fails_in_one_line_before_any_work(earlier: dict[str, Any], tm
             "Invalid goal_at value: 0.0 (must be in (0, 1])",
         ),
         (
+            dict(goal_from=earlier["csv"], goal_at=1.5),
+            "Invalid goal_at value: 1.5 (must be in (0, 1])",
+        ),
+        (
             dict(goal_from=earlier["csv"], goal_margin=0.9),
             "Invalid goal_margin value: 0.9 (must be >= 1)",
+        ),
+        (
+            dict(goal_from=earlier["csv"], goal_margin=math.inf),
+            "Invalid goal_margin value: inf (must be >= 1)",
         ),
         (
             dict(goal_margin=1.1),
             "Invalid goal_margin value: 1.1 without goal_from (it shapes the goal taken from "
             "an earlier run; pass goal_from=<run> or drop it)",
+        ),
+        (
+            dict(goal_at=0.5),
+            "Invalid goal_at value: 0.5 without goal_from (it shapes the goal taken from "
+            "an earlier run; pass goal_from=<run> or drop it)",
+        ),
+        (
+            dict(goal_from=earlier["csv"], stages=[(0.5, 10.0)]),
+            f"Invalid goal_from value: '{earlier['csv']}' with stages=[(0.5, 10.0)] (the goal "
+            "comes from the earlier run; pass either goal_from or goal/stages/at_step)",
+        ),
+        (
+            dict(goal_from=earlier["csv"], at_step=5),
+            f"Invalid goal_from value: '{earlier['csv']}' with at_step=5 (the goal comes from "
+            "the earlier run; pass either goal_from or goal/stages/at_step)",
         ),
         (
             dict(goal_from=earlier["csv"], goal=0.2),

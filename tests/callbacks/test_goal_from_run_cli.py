@@ -92,3 +92,20 @@ def test_goal_from_in_a_yaml_config(
         assert main(["fit", "--config", str(write_twin(twin, tmp_path / "later.yaml"))]) == 0
     (log_dir,) = (tmp_path / "runs" / "fashionmnist_goal").glob("version_*")
     check_run(log_dir, caplog.text + capsys.readouterr().err, goal, where)
+
+
+def test_a_bad_goal_from_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    twin = tiny_twin(REPO / "configs/fashionmnist/goal.yaml", tmp_path)
+    del twin["trainer"]["callbacks"][0]["init_args"]["goal"]
+    missing = tmp_path / "no_such_run"
+    twin["trainer"]["callbacks"][0]["init_args"]["goal_from"] = str(missing)
+    assert main(["fit", "--config", str(write_twin(twin, tmp_path / "goal.yaml"))]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("goalbrake:")]
+    assert lines == [
+        f"goalbrake: error: Invalid goal_from value: '{missing}' (must be a metrics.csv, a "
+        "folder holding one, a TensorBoard run folder or a .ckpt)"
+    ], err
+    assert "Traceback" not in err and not (tmp_path / "runs").exists()
