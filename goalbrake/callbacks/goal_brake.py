@@ -185,7 +185,10 @@ class GoalBrakeBase:
             a goal.
         goal_from: take the goal from an earlier run (its ``metrics.csv`` or a folder
             holding one, its TensorBoard run folder, or its checkpoint): the ratio L/L₀ it
-            reached, see :func:`goalbrake.callbacks.goal_from_run.goal_from_run`.
+            reached, see :func:`goalbrake.callbacks.goal_from_run.goal_from_run`. Where it
+            came from is :attr:`goal_source`, written at fit start as the line ``GoalBrake:
+            goal G from <source>`` (also under ``brake/events``) and, by
+            :class:`~goalbrake.callbacks.HParamsLogger`, as the hparam ``goal_source``.
         goal_at: with ``goal_from``: read the ratio at this fraction of that run's steps
             (1: its end).
         goal_margin: with ``goal_from``: the goal is the ratio times this (>= 1).
