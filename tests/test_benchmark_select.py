@@ -194,7 +194,7 @@ def test_the_config_is_the_selected_trial_and_a_rewrite_changes_nothing(
     assert shipped["optimizer"]["init_args"]["lr"] == record["optimizer.lr"]
     assert shipped["lr_scheduler"]["init_args"]["epoch"] == record["lr_scheduler.epoch"]
     assert (shipped["seed_everything"], shipped["data"]["init_args"]["split_seed"]) == (0, 0)
-    assert config.read_text().startswith('# Benchmark arm "sgd_step" on fashionmnist')
+    assert config.read_text().startswith('# Benchmark arm "sgd_step" on fashionmnist, as its')
     out, configs = confirm.parent, config.parent
     assert selection.write_selection(chosen, out, configs) == [
         f"{confirm}: unchanged",

@@ -42,6 +42,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -241,7 +242,9 @@ def confirm_name(dataset: str, arm: str) -> str:
     return f"{dataset}_{arm}_confirm"
 
 
-def _header(lines: Sequence[str]) -> str:
+def _header(prose: str, commands: Sequence[str]) -> str:
+    """A YAML comment: ``prose`` wrapped to 90 columns, a blank line, the commands."""
+    lines = [*textwrap.wrap(prose, 90), "", *(f"  {c}" for c in commands)]
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
 
@@ -272,18 +275,16 @@ def confirm_text(selection: Selection, out_dir: Path = BENCHMARK) -> str:
     name = confirm_name(selection.dataset, selection.arm)
     where = os.path.relpath(out_dir, REPO)
     header = _header(
+        f'Benchmark arm "{selection.arm}" on {selection.dataset}: the {CONFIRM_SEEDS}-seed '
+        f"confirmation of its tuning study's choice, {selection.describe()} of "
+        f"{selection.spec.study}. Written from the tuning journal by "
+        'experiments/benchmark/selection.py (docs/benchmark.md, "Running it"); do not edit. '
+        "Seed s trains with data.seed = s on validation split s; test is read here, once "
+        "per trial, after its fit.",
         [
-            f'Benchmark arm "{selection.arm}" on {selection.dataset}: the {CONFIRM_SEEDS}-seed '
-            "confirmation of its tuning study's",
-            f"choice, {selection.describe()} of {selection.spec.study}.",
-            "Written by experiments/benchmark/selection.py from the tuning journal "
-            "(docs/benchmark.md); do not edit.",
-            "Seed s trains with data.seed = s on validation split s; test is read here, "
-            "once, after each fit.",
-            "",
-            f"  goalbrake sweep --config {where}/{name}.yaml --workers 2 \\",
-            f"      --storage journal:{where}/{name}.journal",
-        ]
+            f"goalbrake sweep --config {where}/{name}.yaml --workers 2 \\",
+            f"    --storage journal:{where}/{name}.journal",
+        ],
     )
     return header + yaml.safe_dump(confirm_spec(selection, out_dir), sort_keys=False)
 
@@ -300,15 +301,11 @@ def config_text(selection: Selection) -> str:
     """configs/benchmark/<ds>_<arm>.yaml, with a header saying where it comes from."""
     name = f"{selection.dataset}_{selection.arm}"
     header = _header(
-        [
-            f'Benchmark arm "{selection.arm}" on {selection.dataset}, as its tuning chose it: '
-            f"{selection.describe()}",
-            f"of {selection.spec.study} (seed 0, validation split 0; docs/benchmark.md).",
-            "Written by experiments/benchmark/selection.py; tests/test_benchmark_configs.py "
-            "keeps it equal to the trial.",
-            "",
-            f"  goalbrake fit --config configs/benchmark/{name}.yaml",
-        ]
+        f'Benchmark arm "{selection.arm}" on {selection.dataset}, as its tuning chose it: '
+        f"{selection.describe()} of {selection.spec.study}, with its seed 0 and validation "
+        "split 0 (docs/benchmark.md). Written by experiments/benchmark/selection.py; "
+        "tests/test_benchmark_configs.py keeps it equal to the trial.",
+        [f"goalbrake fit --config configs/benchmark/{name}.yaml"],
     )
     return header + yaml.safe_dump(tuned_config(selection), sort_keys=False)
 
