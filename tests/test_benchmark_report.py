@@ -8,15 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from scipy import stats
 
+from tests.sweep.helpers import explain, run_sweep
 from tests.test_benchmark_journals import (
     complete_plan,
     confirm_journal,
     load_script,
+    open_study,
     tuning_journal,
 )
+from tests.twins import tiny_twin, write_twin
 
 selection = load_script("selection")
 report = load_script("report")
@@ -190,3 +194,38 @@ def test_the_command_prints_the_table_and_writes_the_figure(
     assert out.startswith("| # | arm | chosen setting | val |")
     assert out.endswith(f"table: {table}\nfigure: {figure}\n")
     assert table.read_text() in out and figure.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_real_confirmation_sweeps_journal_makes_the_arms_row(tmp_path: Path) -> None:
+    """The written confirm study, its base shrunk to a tiny twin, run by ``goalbrake sweep``:
+    the report reads its 5 seeds' tests and curves from what the sweep stored."""
+    journals = tmp_path / "journals"
+    journals.mkdir()
+    tuning = journals / f"{DATASET}_phs_goal.journal"
+    tuning_journal(tuning, DATASET, "phs_goal", complete_plan([0.8 + i / 1000 for i in range(24)]))
+    chosen = selection.select_arm(DATASET, "phs_goal", tuning)
+    selection.write_selection(chosen, tmp_path, tmp_path / "configs")
+    name = selection.confirm_name(DATASET, "phs_goal")
+    twin = tiny_twin(selection.BENCHMARK / chosen.spec.base, tmp_path / "twin", max_steps=-1)
+    twin["trainer"].update(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
+    base = write_twin(twin, tmp_path / "twin_base.yaml")
+    study = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+    (tmp_path / "twin.yaml").write_text(yaml.safe_dump({**study, "base": str(base)}))
+    proc = run_sweep(
+        *("--config", str(tmp_path / "twin.yaml"), "--workers", "0"),
+        *("--storage", f"journal:{journals / name}.journal", "--runs-dir", "runs"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, explain(proc)
+    arm = report.read_arm(DATASET, "phs_goal", journals)
+    assert sorted(arm.tests("final")) == sorted(arm.tests("best")) == [0, 1, 2, 3, 4]
+    for trial in open_study(journals / f"{name}.journal", f"benchmark_{name}").trials:
+        # each fit's own config: the split follows its seed
+        run = tmp_path / "runs" / trial.user_attrs["tensorboard"] / "config.yaml"
+        data = yaml.safe_load(run.read_text())["data"]["init_args"]
+        assert (data["seed"], data["split_seed"]) == (trial.user_attrs["config"]["seed"], None)
+    row = report.table_rows([arm])[0]
+    assert row["test, final weights"].endswith("% (n = 5)")
+    drawn = report.curves_figure([arm], tmp_path / "fig.png", "twin")
+    assert list(drawn["phs_goal"].epochs) == [1, 2] and drawn["phs_goal"].n == 5
