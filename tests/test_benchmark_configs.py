@@ -1,8 +1,9 @@
-"""configs/benchmark/<ds>_<arm>.yaml is its arm's selected setting: each config equals the
-fit config of the trial that experiments/benchmark/selection.py selects from the committed
-tuning journal (experiments/benchmark/<ds>_<arm>.journal), and its confirmation study fixes
-the same values. A config exists only for an arm whose tuning has finished; tests/
-test_configs.py trains each one on tiny data."""
+"""configs/benchmark/<ds>_<arm>.yaml and experiments/benchmark/<ds>_<arm>_confirm.yaml are
+their arm's selection: each config equals the fit config of the trial that
+experiments/benchmark/selection.py selects from the committed tuning journal
+(experiments/benchmark/<ds>_<arm>.journal), and each confirmation study is what it writes.
+Both exist only for an arm whose tuning has finished; tests/test_configs.py trains each
+config on tiny data."""
 
 from __future__ import annotations
 
@@ -54,3 +55,16 @@ def test_the_check_holds_for_a_written_config_and_catches_an_edit(tmp_path: Path
     assert config.read_text() != text
     with pytest.raises(AssertionError):
         check_config(config, journal, tmp_path)
+
+
+CONFIRMS = sorted(selection.BENCHMARK.glob("*_confirm.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIRMS, ids=[p.stem for p in CONFIRMS])
+def test_committed_confirm_study_is_what_the_selection_writes(path: Path) -> None:
+    """A committed confirmation study is, to the byte, what selection.py writes from the
+    committed tuning journal (so nothing was re-chosen by hand), and has its config."""
+    dataset, arm = _arm(path.with_name(path.name.removesuffix("_confirm.yaml") + ".yaml"))
+    chosen = selection.select_arm(dataset, arm)
+    assert path.read_text() == selection.confirm_text(chosen)
+    assert (REPO / "configs" / "benchmark" / f"{dataset}_{arm}.yaml").is_file()
