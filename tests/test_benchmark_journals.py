@@ -35,7 +35,7 @@ from goalbrake.sweep.attrs import (
 )
 from goalbrake.sweep.define import SweepSpec, load_spec
 from goalbrake.sweep.report.results import collect
-from goalbrake.sweep.run.recovery import retry
+from goalbrake.sweep.run.recovery import KILLED, retry
 from goalbrake.sweep.run.study import load_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,11 +74,13 @@ def _finish(study: optuna.Study, trial: optuna.Trial, step: tuple, duration: flo
         trial.set_user_attr(PRUNE_REASON, "non-finite training loss at step 7")
         trial.set_user_attr(NONFINITE, True)
         study.tell(trial, state=TrialState.PRUNED)
-    elif kind in ("interrupted", "error"):
-        reason = INTERRUPTED if kind == "interrupted" else "error: RuntimeError: boom"
+    elif kind in ("interrupted", "killed", "error"):
+        reason = {"interrupted": INTERRUPTED, "killed": KILLED}.get(
+            kind, "error: RuntimeError: boom"
+        )
         trial.set_user_attr(FAIL_REASON, reason)
         study.tell(trial, state=TrialState.FAIL)
-        if kind == "interrupted":
+        if kind != "error":
             assert retry(study, study.trials[trial.number], max_retry=2)
     elif kind != "running":
         raise ValueError(f"unknown plan step {kind!r}")

@@ -63,6 +63,19 @@ def test_the_first_24_counted_skip_an_interrupted_trial_and_count_its_retry_and_
     assert list(chosen.values) == list(chosen.spec.space)
 
 
+def test_a_dead_workers_trial_is_replaced_by_its_retry_but_an_error_counts(
+    tmp_path: Path,
+) -> None:
+    """Trial 2's worker died (KILLED, retried as trial 3), trial 5 raised (not retried): the
+    12 candidates are 0, 1, 3-12; trial 12 is one of them, trial 13 is not."""
+    plan = complete_plan(_values(14))
+    plan[2], plan[5] = ("killed",), ("error",)
+    plan[12], plan[13] = ("complete", 0.95), ("complete", 0.99)
+    chosen = _select(tmp_path, "cifar10", "sgd", plan)
+    assert [t.number for t in chosen.candidates] == [0, 1, *range(3, 13)]
+    assert chosen.trial.number == 12
+
+
 def test_a_tie_goes_to_the_lower_number_and_an_error_counts(tmp_path: Path) -> None:
     plan = complete_plan(_values(12))
     plan[2], plan[5], plan[7] = ("complete", 0.9), ("error",), ("complete", 0.9)

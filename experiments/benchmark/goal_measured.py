@@ -11,8 +11,8 @@ the trial, and below it each trial's goal (arm 8: the goal it used; arm 6: the g
 sampled), both read as the remaining fraction of L₀ (a ``reduction`` goal g is 1 − g).
 
 Trials are counted as docs/benchmark.md's "Deviations" says: in trial-number order, whatever
-their state, except that a trial the operator stopped (``fail_reason`` "interrupted: the
-worker was stopped") is skipped and its retry counts in its place. "After k trials" is only
+their state, except that a failed trial the sweep retried (its worker was stopped or died)
+is skipped and its retry counts in its place. "After k trials" is only
 reported once the first k counted trials have all finished.
 
     python experiments/benchmark/goal_measured.py \\
@@ -43,15 +43,12 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from goalbrake.sweep.attrs import CONFIG, GOAL
-from goalbrake.sweep.run.objective import INTERRUPTED
-from goalbrake.sweep.run.recovery import fail_reason, retried_from
+from goalbrake.sweep.run.recovery import in_retry_order
 
 __all__ = ["Arm", "best_after", "counted", "goal_of", "goals_figure", "load_arm", "main"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-#: The ``fail_reason`` of a trial whose worker the operator stopped (goalbrake.sweep.run.objective).
-STOPPED = f"{INTERRUPTED}: the worker was stopped"
 #: The trial counts the protocol reads the best val/acc at.
 CHECKPOINTS: tuple[int, ...] = (8, 16, 24)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -73,16 +70,10 @@ class Arm:
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The trials in the order the protocol counts them (docs/benchmark.md, "Deviations").
 
-    Trial-number order; a trial the operator stopped is left out, and its retry (the last
-    of a chain of retries) takes its place.
+    Trial-number order; a failed trial the sweep retried is left out, and its retry (the
+    last of a chain of retries) takes its place.
     """
-    stopped = {t.number for t in trials if t.state == TrialState.FAIL and fail_reason(t) == STOPPED}
-
-    def place(trial: FrozenTrial) -> tuple[int, int]:
-        original = retried_from(trial)
-        return (original, trial.number) if original in stopped else (trial.number, trial.number)
-
-    return sorted((t for t in trials if t.number not in stopped), key=place)
+    return in_retry_order(trials)
 
 
 def best_after(trials: Sequence[FrozenTrial], k: int) -> FrozenTrial | str | None:

@@ -6,9 +6,9 @@ The protocol's rule, exactly:
 * the arm's **first 24 (FashionMNIST) / 12 (CIFAR-10) trials by number** (the tuning
   study file's ``n_trials``) are its candidates, whatever their state: a trial pruned by
   the NaN guard counts;
-* a trial its worker's operator stopped (FAIL, ``fail_reason`` starting ``interrupted``)
-  is skipped, and its retry (a later trial with the same parameters) counts in its place
-  (the protocol's first deviation);
+* a failed trial the sweep retried (its worker was stopped or died; the retry is a later
+  trial with the same parameters) is skipped, and its retry counts in its place
+  (the protocol's first deviation; :func:`goalbrake.sweep.run.recovery.in_retry_order`);
 * the setting is the COMPLETE candidate with the best value (the lowest number on a tie),
   its parameters exactly as stored (no rounding); a goal measured on earlier trials
   (``brake.goal: {from_trials: ...}``, arm 8) is the goal the trial ran with, from its
@@ -54,10 +54,11 @@ import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from goalbrake.sweep.attrs import CONFIG, FAIL_REASON, STUDY_ATTR
+from goalbrake.sweep.attrs import CONFIG, STUDY_ATTR
 from goalbrake.sweep.define import SweepSpec, load_spec
 from goalbrake.sweep.define.params import GOAL_PARAM, Scalar
 from goalbrake.sweep.define.spec import Config, TrialSetting
+from goalbrake.sweep.run.recovery import in_retry_order
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARK = REPO / "experiments" / "benchmark"
@@ -78,8 +79,6 @@ REFERENCE = "phs_goal"
 #: Confirmation seeds 0 … 4; the validation split follows each.
 CONFIRM_SEEDS = 5
 SPLIT_SEED = "data.split_seed"
-#: The ``fail_reason`` prefix of a trial whose worker was stopped by its operator.
-INTERRUPTED = "interrupted"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 __all__ = [
@@ -91,7 +90,6 @@ __all__ = [
     "candidates",
     "confirm_name",
     "confirm_spec",
-    "is_interrupted",
     "load_journal",
     "main",
     "select",
@@ -132,16 +130,9 @@ class Selection:
 
 
 # ----------------------------------------------------------------------------- the rule
-def is_interrupted(trial: FrozenTrial) -> bool:
-    """A FAIL trial whose worker its operator stopped: not counted (its retry is)."""
-    reason = str(trial.user_attrs.get(FAIL_REASON) or "")
-    return trial.state == TrialState.FAIL and reason.startswith(INTERRUPTED)
-
-
 def candidates(trials: Sequence[FrozenTrial], n: int) -> list[FrozenTrial]:
-    """The first ``n`` trials by number that count (operator-interrupted ones skipped)."""
-    counted = [t for t in sorted(trials, key=lambda t: t.number) if not is_interrupted(t)]
-    return counted[:n]
+    """The first ``n`` trials that count, each retried attempt replaced by its retry."""
+    return in_retry_order(trials)[:n]
 
 
 def _chosen_values(spec: SweepSpec, trial: FrozenTrial) -> dict[str, Scalar]:

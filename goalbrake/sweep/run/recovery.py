@@ -40,6 +40,7 @@ __all__ = [
     "fail_lost",
     "fail_reason",
     "fail_stale",
+    "in_retry_order",
     "is_retried",
     "lost_on_this_host",
     "retried_from",
@@ -69,6 +70,25 @@ def _retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     for t in trials:
         done.update(t.system_attrs.get("retry_history", ()))
     return done
+
+
+def in_retry_order(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The attempts that count, by trial number, each retried one replaced by its retry.
+
+    A FAIL trial that a later trial retries (its number in that trial's ``retry_history``)
+    was not an outcome of its parameters but of its worker (stopped, killed): it is left
+    out, and the last retry of its chain takes its place in the order. Every other trial
+    (pruned, failed and not retried, complete, still running) keeps its own place.
+    """
+    trials = list(trials)
+    retried = _retried_numbers(trials)
+
+    def place(trial: FrozenTrial) -> tuple[int, int]:
+        original = retried_from(trial)
+        return (trial.number, trial.number) if original is None else (original, trial.number)
+
+    kept = [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+    return sorted(kept, key=place)
 
 
 def is_retried(study: optuna.Study, number: int) -> bool:
