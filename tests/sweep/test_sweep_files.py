@@ -14,7 +14,8 @@ fenced ``numbers`` block, one per line::
   seeds split over two studies), ``best`` for the best point on the objective, ``study``
   for the whole study, ``A vs B`` for A − B paired seed by seed, or ``A vs 91.02 %`` for
   A against a constant (the paper's single run).
-* QUANTITY: the study's metric (``val/acc``: each trial's objective value), ``test/acc
+* QUANTITY: the study's metric (``val/acc``: each trial's objective value, its best
+  epoch's), the metric's ``last`` (its last epoch's: ``val/acc last``), ``test/acc
   final`` or ``test/acc best`` (the final weights, the best-val checkpoint), ``trial``
   (the number of the one trial selected), or, for ``study``, ``trials``, ``complete``,
   ``pruned``, ``fail``. A metric followed by ``ci`` is the 95 % Student-t interval of the
@@ -202,10 +203,14 @@ def _select(results: StudyResults, selector: str, journals: Journals = _no_other
 def _quantity(row: TrialRow, quantity: str, metric: str) -> float | None:
     if quantity == metric:
         return row.value
+    if quantity == f"{metric} last":
+        return row.final_value
     name, _, kind = quantity.rpartition(" ")
     if kind in ("final", "best") and name:
         return row.test_value(kind, name)
-    raise ValueError(f"unknown quantity {quantity!r} (allowed: {metric}, test/acc final|best)")
+    raise ValueError(
+        f"unknown quantity {quantity!r} (allowed: {metric}, {metric} last, test/acc final|best)"
+    )
 
 
 def _paired(
