@@ -224,7 +224,10 @@ def _paired(
         values = [_quantity(row, quantity, results.metric) for row in a]
         kept = [v for v in values if v is not None]
         return kept, [float(constant.group(1)) / 100.0] * len(kept)
-    by_seed = {row.seed: row for row in _select(results, side_b, journals)}
+    b = _select(results, side_b, journals)
+    by_seed = {row.seed: row for row in b}
+    if len(by_seed) != len(b) or len({row.seed for row in a}) != len(a):
+        raise ValueError(f"{selector!r} pairs by seed, and a side has two trials of one seed")
     xs, ys = [], []
     for row in a:
         x = _quantity(row, quantity, results.metric)
@@ -447,6 +450,12 @@ def test_check_numbers_recomputes_intervals_p_wins_and_constants() -> None:
         _results,
     )
     assert joined == []
+    with pytest.raises(ValueError, match=r"a side has two trials of one seed$"):
+        check_numbers(
+            results,
+            ["row=goal_trial33 with=fashionmnist_ema_confirm vs row=phs_trial33: val/acc = 0 pp"],
+            _results,
+        )
     with pytest.raises(ValueError, match=r"^with=fashionmnist_ema_confirm needs the other"):
         check_numbers(results, ["row=goal_trial33 with=fashionmnist_ema_confirm: val/acc = 0.9"])
     with pytest.raises(ValueError, match=r"^malformed interval '\+0\.29 - \+0\.64 pp'"):
