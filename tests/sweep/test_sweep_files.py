@@ -76,11 +76,15 @@ EXPERIMENTS = sorted(
     for d in (REPO / "experiments").iterdir()
     if d.is_dir() and not d.is_symlink() and d != BENCHMARK
 )
-BENCHMARK_STUDIES = sorted(BENCHMARK.glob("*.yaml"))
+# The tuning studies; each arm's confirmation (*_confirm.yaml, written by
+# experiments/benchmark/selection.py once the arm is tuned) is validated with the others.
+BENCHMARK_STUDIES = sorted(p for p in BENCHMARK.glob("*.yaml") if not p.stem.endswith("_confirm"))
+BENCHMARK_CONFIRMS = sorted(BENCHMARK.glob("*_confirm.yaml"))
 STUDY_FILES = (
     SWEEPS
     + [d / f"{d.name}.yaml" for d in EXPERIMENTS if (d / f"{d.name}.yaml").is_file()]
     + BENCHMARK_STUDIES
+    + BENCHMARK_CONFIRMS
 )
 
 
@@ -398,7 +402,10 @@ def test_benchmark_has_its_protocols_arms_on_both_datasets() -> None:
         assert (data["init_args"]["split_seed"], data["init_args"]["batch_size"]) == (0, 64)
 
 
-@pytest.mark.parametrize("journal", sorted(BENCHMARK.glob("*.journal")), ids=lambda p: p.stem)
+TUNING_JOURNALS = sorted(p for p in BENCHMARK.glob("*.journal") if not p.stem.endswith("_confirm"))
+
+
+@pytest.mark.parametrize("journal", TUNING_JOURNALS, ids=lambda p: p.stem)
 def test_benchmark_journal_is_its_study_files_and_never_read_test(journal: Path) -> None:
     spec = load_spec(journal.with_suffix(".yaml"))
     storage = JournalStorage(JournalFileBackend(str(journal)))
