@@ -104,13 +104,23 @@ PASSES: dict[str, int | None] = {
     "euler": 6,  # θ += (α/m) p (3), then p = a p − b g (3)
     "conformal, foreach": 8,
     "conformal, tensor lr/friction": None,  # 5 on CPU (fused); elsewhere the foreach path
+    # fused=True: nesterov and euler from COMPILED_MIN_NUMEL weights (VGG-16, not LeNet)
+    # and every other energy take the compiled one-pass step (goalbrake/optim/compiled.py).
+    "nesterov, fused=True": None,  # 5 on VGG-16 (compiled), 8 on LeNet (two kernel calls)
+    "euler, fused=True": None,  # 5 on VGG-16, 6 on LeNet
     "relativistic": None,
     "normalized": None,
     "soft_clip": None,
     "logsumexp": None,
     "pnorm": None,
+    "relativistic, fused=True": None,  # + the reductions for the norms of p and p⁺
+    "normalized, fused=True": None,
+    "soft_clip, fused=True": 5,  # per coordinate: one elementwise pass, no reduction
+    "logsumexp, fused=True": None,
+    "pnorm, fused=True": None,
 }
-#: The PHS rows off the CPU, where the default path is foreach (see docs/optimizer.md).
+#: The PHS rows off the CPU, where the default path is foreach (see docs/optimizer.md);
+#: ``fused=True`` is refused there (no fused step off the CPU).
 FOREACH_PASSES: dict[str, int | None] = {
     "conformal": 8,
     "symplectic_euler": 8,
@@ -144,10 +154,15 @@ def cases(device: torch.device) -> list[Case]:
         Case(FUSED, sgd(fused=True), ()),
         Case(FUSED_NESTEROV, sgd(fused=True, nesterov=True), ()),
     ]
+    nesterov_bases = (FUSED_NESTEROV, FOREACH_NESTEROV)
     for scheme in ("conformal", "symplectic_euler", "stormer_verlet", "nesterov", "euler"):
-        bases = (FUSED_NESTEROV, FOREACH_NESTEROV) if scheme == "nesterov" else (FUSED, FOREACH)
+        bases = nesterov_bases if scheme == "nesterov" else (FUSED, FOREACH)
         out.append(Case(scheme, phs(scheme=scheme), bases))
     out.append(Case("conformal, foreach", phs(foreach=True), (FUSED, FOREACH)))
+    cpu = device.type == "cpu"  # fused=True is CPU-only (refused elsewhere)
+    if cpu:
+        out.append(Case("nesterov, fused=True", phs(scheme="nesterov", fused=True), nesterov_bases))
+        out.append(Case("euler, fused=True", phs(scheme="euler", fused=True), (FUSED, FOREACH)))
 
     def tensor_hyper(ps: list[torch.Tensor]) -> Optimizer:
         lr = torch.tensor(LR, device=device)
@@ -157,6 +172,9 @@ def cases(device: torch.device) -> list[Case]:
     out.append(Case("conformal, tensor lr/friction", tensor_hyper, (FUSED, FOREACH)))
     for kinetic in ("relativistic", "normalized", "soft_clip", "logsumexp", "pnorm"):
         out.append(Case(kinetic, phs(kinetic=kinetic), (FUSED, FOREACH)))
+        if cpu:
+            fused = phs(kinetic=kinetic, fused=True)
+            out.append(Case(f"{kinetic}, fused=True", fused, (FUSED, FOREACH)))
     return out
 
 
