@@ -333,16 +333,28 @@ class SoftClip(KineticEnergy):
 
     traceable = True
 
+    @staticmethod
+    def _tanh_abs(a: Tensor) -> Tensor:
+        # tanh(a) for a = |z| as e/(e + 2), e = expm1(2a): accurate near 0 like tanh, and
+        # in a vectorized loop about twice as fast as tanh (expm1 is one polynomial, tanh
+        # a double-float evaluation). a is capped at 20, where tanh rounds to 1 in float64.
+        e = torch.expm1(2.0 * a.clamp_max(20.0))
+        return e / (e + 2.0)
+
     def _traced_mobility(self, momenta: Sequence[Tensor], mass: Tensor) -> list[Tensor]:
-        # tanh(z)/(z m), the limit 1/m at z = 0 (as _mobility).
+        # tanh(|z|)/(|z| m), the limit 1/m at z = 0 (as _mobility).
         out = []
         for p in momenta:
-            z = p / (mass * self.c)
-            out.append(torch.where(z == 0, 1.0, torch.tanh(z) / z) / mass)
+            a = (p / (mass * self.c)).abs()
+            out.append(torch.where(a == 0, 1.0, self._tanh_abs(a) / a) / mass)
         return out
 
     def _traced_grad(self, momenta: Sequence[Tensor], mass: Tensor) -> list[Tensor]:
-        return [self.c * torch.tanh(p / (mass * self.c)) for p in momenta]
+        out = []
+        for p in momenta:
+            z = p / (mass * self.c)
+            out.append(self.c * torch.copysign(self._tanh_abs(z.abs()), z))
+        return out
 
 
 def _exp_floored(x: Tensor) -> Tensor:

@@ -378,9 +378,24 @@ class PHS(PHSBase):
     def _init_group(
         self, group: dict[str, Any]
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Mass]:
-        index, params = self._with_grad(group)
-        grads = [p.grad for p in params]
-        momenta = [self._momentum(p) for p in params]
+        # One loop over the group (a LeNet step is bound by Python per parameter): the
+        # parameters with a dense gradient, their gradients and momenta (as _with_grad and
+        # _momentum, which PHSFlow uses).
+        index, params, grads, momenta = [], [], [], []
+        state = self.state
+        for i, p in enumerate(group["params"]):
+            grad = p.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                self._with_grad(group)  # raises the sparse-gradient error
+            momentum = state[p].get("momentum")
+            if momentum is None:
+                momentum = self._momentum(p)
+            index.append(i)
+            params.append(p)
+            grads.append(grad)
+            momenta.append(momentum)
         mass = group["mass"]
         return (
             params,
@@ -673,7 +688,7 @@ def _by_device_and_dtype(
     """The kernel takes one device and dtype per call; most groups have one of each."""
     first = params[0]
     dtype, device = first.dtype, first.device
-    if all(p.dtype is dtype for p in params) and all(p.device == device for p in params):
+    if all(p.dtype is dtype and p.device == device for p in params):
         return [(params, grads, momenta)]
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, momenta])
     return [tuple(lists) for lists, _ in grouped.values()]  # type: ignore[misc]
