@@ -4,7 +4,11 @@ Not a test. Times one optimizer step of every PHS scheme (quadratic kinetic ener
 default ``fused=None`` path, which is torch's fused SGD kernel there) and of the
 non-quadratic kinetic energies against torch SGD with momentum, both ``fused=True`` and
 ``foreach=True``, on the same parameter list in one process, prints both ratios, and sets
-the bytes each step moves against the memory bandwidth measured in the same process.
+the bytes each step moves against the memory bandwidth measured in the same process. On
+the CPU it also times ``PHS(fused=True)`` for ``nesterov``, ``euler`` and every
+non-quadratic energy (the compiled fused step, goalbrake/optim/compiled.py); their first
+step compiles and is reported apart, never in a ratio. Run it twice on a new machine: the
+first run fills inductor's disk cache, the second compiles in seconds.
 
 Parameter sets (float32, the shapes of the models goalbrake trains):
 
@@ -245,6 +249,7 @@ class Measured:
     ratios: dict[tuple[str, str], list[float]]  # (case, baseline) -> ratio per round
     steps: int
     bandwidth: float  # bytes per second of the in-place add
+    first: dict[str, float]  # seconds of each case's first step (compiling, for fused=True)
 
 
 def measure(
@@ -255,7 +260,9 @@ def measure(
     fixed = [g.clone() for g in grads]
     opts = {c.name: c.make(params) for c in all_cases}
     stream = Stream(sum(p.numel() for p in params), device)
-    # Warm-up: allocates the momenta and the caches of every path.
+    # Warm-up: allocates the momenta and the caches of every path, and compiles the
+    # fused=True steps (their first step, timed apart, never enters a ratio).
+    first = {name: time_steps([opt], 1, device, grads, fixed)[0] for name, opt in opts.items()}
     time_steps([*opts.values(), stream], 5, device, grads, fixed)
     (per_step,) = time_steps([opts[FOREACH]], 5, device, grads, fixed)
     steps = max(7, min(200, round(0.01 / per_step)))
@@ -278,7 +285,8 @@ def measure(
             for base in c.baselines:
                 ratios[(c.name, base)].append(t[c.name] / t[base])
         stream_times += time_steps([stream], steps, device, grads, fixed)
-    return Measured(times, ratios, steps, stream.nbytes / statistics.median(stream_times))
+    bandwidth = stream.nbytes / statistics.median(stream_times)
+    return Measured(times, ratios, steps, bandwidth, first)
 
 
 def _ratio(values: list[float]) -> str:
@@ -317,6 +325,12 @@ def run(model: str, device: torch.device, repeats: int) -> None:
         )
     limit = 5 * numel * elem / m.bandwidth
     print(f"physical limit (5 passes at the add bandwidth): {limit * 1e6:.1f} µs/step")
+    compiled = {name: t for name, t in m.first.items() if name.endswith("fused=True")}
+    if compiled:
+        print(
+            "first step (torch.compile, not timed above): "
+            + ", ".join(f"{name} {t:.1f} s" for name, t in compiled.items())
+        )
 
 
 def cpu_model() -> str:

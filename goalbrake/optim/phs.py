@@ -556,6 +556,8 @@ def _takes_compiled(scheme: str, kinetic: KineticEnergy, mass: Mass, params: lis
     """Whether ``fused=True`` runs the compiled step (not torch's kernel, not foreach)."""
     if isinstance(mass, list) or not kinetic.traceable:
         return False
+    if params[0].device.type not in FUSED_DEVICES:  # inductor's GPU code is untested here
+        return False
     if not isinstance(kinetic, Quadratic):
         return True
     return scheme in TWO_CALL_SCHEMES and sum(p.numel() for p in params) >= COMPILED_MIN_NUMEL
