@@ -4,7 +4,11 @@ Not a test. Times one optimizer step of every PHS scheme (quadratic kinetic ener
 default ``fused=None`` path, which is torch's fused SGD kernel there) and of the
 non-quadratic kinetic energies against torch SGD with momentum, both ``fused=True`` and
 ``foreach=True``, on the same parameter list in one process, prints both ratios, and sets
-the bytes each step moves against the memory bandwidth measured in the same process.
+the bytes each step moves against the memory bandwidth measured in the same process. On
+the CPU it also times ``PHS(fused=True)`` for ``nesterov``, ``euler`` and every
+non-quadratic energy (the compiled fused step, goalbrake/optim/compiled.py); their first
+step compiles and is reported apart, never in a ratio. Run it twice on a new machine: the
+first run fills inductor's disk cache, the second compiles in seconds.
 
 Parameter sets (float32, the shapes of the models goalbrake trains):
 
@@ -104,13 +108,23 @@ PASSES: dict[str, int | None] = {
     "euler": 6,  # θ += (α/m) p (3), then p = a p − b g (3)
     "conformal, foreach": 8,
     "conformal, tensor lr/friction": None,  # 5 on CPU (fused); elsewhere the foreach path
+    # fused=True: nesterov and euler from COMPILED_MIN_NUMEL weights (VGG-16, not LeNet)
+    # and every other energy take the compiled one-pass step (goalbrake/optim/compiled.py).
+    "nesterov, fused=True": None,  # 5 on VGG-16 (compiled), 8 on LeNet (two kernel calls)
+    "euler, fused=True": None,  # 5 on VGG-16, 6 on LeNet
     "relativistic": None,
     "normalized": None,
     "soft_clip": None,
     "logsumexp": None,
     "pnorm": None,
+    "relativistic, fused=True": None,  # + the reductions for the norms of p and p⁺
+    "normalized, fused=True": None,
+    "soft_clip, fused=True": 5,  # per coordinate: one elementwise pass, no reduction
+    "logsumexp, fused=True": None,
+    "pnorm, fused=True": None,
 }
-#: The PHS rows off the CPU, where the default path is foreach (see docs/optimizer.md).
+#: The PHS rows off the CPU, where the default path is foreach (see docs/optimizer.md);
+#: ``fused=True`` is refused there (no fused step off the CPU).
 FOREACH_PASSES: dict[str, int | None] = {
     "conformal": 8,
     "symplectic_euler": 8,
@@ -144,10 +158,15 @@ def cases(device: torch.device) -> list[Case]:
         Case(FUSED, sgd(fused=True), ()),
         Case(FUSED_NESTEROV, sgd(fused=True, nesterov=True), ()),
     ]
+    nesterov_bases = (FUSED_NESTEROV, FOREACH_NESTEROV)
     for scheme in ("conformal", "symplectic_euler", "stormer_verlet", "nesterov", "euler"):
-        bases = (FUSED_NESTEROV, FOREACH_NESTEROV) if scheme == "nesterov" else (FUSED, FOREACH)
+        bases = nesterov_bases if scheme == "nesterov" else (FUSED, FOREACH)
         out.append(Case(scheme, phs(scheme=scheme), bases))
     out.append(Case("conformal, foreach", phs(foreach=True), (FUSED, FOREACH)))
+    cpu = device.type == "cpu"  # fused=True is CPU-only (refused elsewhere)
+    if cpu:
+        out.append(Case("nesterov, fused=True", phs(scheme="nesterov", fused=True), nesterov_bases))
+        out.append(Case("euler, fused=True", phs(scheme="euler", fused=True), (FUSED, FOREACH)))
 
     def tensor_hyper(ps: list[torch.Tensor]) -> Optimizer:
         lr = torch.tensor(LR, device=device)
@@ -157,6 +176,9 @@ def cases(device: torch.device) -> list[Case]:
     out.append(Case("conformal, tensor lr/friction", tensor_hyper, (FUSED, FOREACH)))
     for kinetic in ("relativistic", "normalized", "soft_clip", "logsumexp", "pnorm"):
         out.append(Case(kinetic, phs(kinetic=kinetic), (FUSED, FOREACH)))
+        if cpu:
+            fused = phs(kinetic=kinetic, fused=True)
+            out.append(Case(f"{kinetic}, fused=True", fused, (FUSED, FOREACH)))
     return out
 
 
@@ -227,6 +249,7 @@ class Measured:
     ratios: dict[tuple[str, str], list[float]]  # (case, baseline) -> ratio per round
     steps: int
     bandwidth: float  # bytes per second of the in-place add
+    first: dict[str, float]  # seconds of each case's first step (compiling, for fused=True)
 
 
 def measure(
@@ -237,7 +260,9 @@ def measure(
     fixed = [g.clone() for g in grads]
     opts = {c.name: c.make(params) for c in all_cases}
     stream = Stream(sum(p.numel() for p in params), device)
-    # Warm-up: allocates the momenta and the caches of every path.
+    # Warm-up: allocates the momenta and the caches of every path, and compiles the
+    # fused=True steps (their first step, timed apart, never enters a ratio).
+    first = {name: time_steps([opt], 1, device, grads, fixed)[0] for name, opt in opts.items()}
     time_steps([*opts.values(), stream], 5, device, grads, fixed)
     (per_step,) = time_steps([opts[FOREACH]], 5, device, grads, fixed)
     steps = max(7, min(200, round(0.01 / per_step)))
@@ -260,7 +285,8 @@ def measure(
             for base in c.baselines:
                 ratios[(c.name, base)].append(t[c.name] / t[base])
         stream_times += time_steps([stream], steps, device, grads, fixed)
-    return Measured(times, ratios, steps, stream.nbytes / statistics.median(stream_times))
+    bandwidth = stream.nbytes / statistics.median(stream_times)
+    return Measured(times, ratios, steps, bandwidth, first)
 
 
 def _ratio(values: list[float]) -> str:
@@ -299,6 +325,12 @@ def run(model: str, device: torch.device, repeats: int) -> None:
         )
     limit = 5 * numel * elem / m.bandwidth
     print(f"physical limit (5 passes at the add bandwidth): {limit * 1e6:.1f} µs/step")
+    compiled = {name: t for name, t in m.first.items() if name.endswith("fused=True")}
+    if compiled:
+        print(
+            "first step (torch.compile, not timed above): "
+            + ", ".join(f"{name} {t:.1f} s" for name, t in compiled.items())
+        )
 
 
 def cpu_model() -> str:

@@ -40,7 +40,10 @@ fused one (``fused=True``, the default there), which hands the step to torch's f
 kernel with the momentum p itself as the kernel's buffer: buf⁺ = μ buf + (1 − d) g and
 θ⁺ = θ − η buf⁺ with μ = a, d = 1 + b, η = −α/m are p⁺ = a p − b g, θ⁺ = θ + (α/m) p⁺.
 The stored momentum stays p, so a brake or a scheduler changes the next step exactly as
-on the other paths. The schemes are derived in docs/design.md, "Discrete schemes".
+on the other paths. Where the kernel needs two calls (``nesterov``, ``euler``) or cannot
+take the step (the other kinetic energies), ``fused=True`` runs a one-pass step generated
+by torch.compile (goalbrake/optim/compiled.py). The schemes are derived in docs/design.md,
+"Discrete schemes".
 
 References:
     Port-Hamiltonian gradient flows (Poli, Massaroli et al., 2020), eq. (7) for
@@ -71,6 +74,7 @@ from goalbrake.optim.base import (
     one_of,
     rate_coefficients,
 )
+from goalbrake.optim.compiled import compiled_phs
 from goalbrake.optim.kinetic import KineticEnergy, Mass, Mobility, Quadratic, get_kinetic
 from goalbrake.optim.scratch import Scratch, product
 
@@ -82,6 +86,13 @@ SCHEMES: tuple[str, ...] = ("euler", "symplectic_euler", "conformal", "stormer_v
 #: and applies ``maximize`` to the whole update instead of the gradient, so the mapping
 #: with p as the buffer needs more there; untested without a GPU, CUDA takes foreach.
 FUSED_DEVICES: tuple[str, ...] = ("cpu",)
+#: Quadratic schemes that torch's kernel takes in two calls (8 and 6 passes, not 5).
+TWO_CALL_SCHEMES: tuple[str, ...] = ("nesterov", "euler")
+#: From this many weights in a group, ``fused=True`` takes those schemes through the
+#: compiled one-pass step (goalbrake/optim/compiled.py): below it a step is bound by
+#: per-call overhead, where torch's two calls (a few µs) beat the compiled function's
+#: guards (~20 µs), and above it by memory, where 5 passes beat 8.
+COMPILED_MIN_NUMEL = 1 << 18
 
 
 # --------------------------------------------------------------------------- validation
@@ -139,6 +150,11 @@ def _fusable(group: dict[str, Any]) -> bool:
     )
 
 
+def _compilable(group: dict[str, Any]) -> bool:
+    """A built-in energy with one mass for the group: the compiled step can take it."""
+    return get_kinetic(group["kinetic"]).traceable and not isinstance(group["mass"], list)
+
+
 def _check_fused(group: dict[str, Any]) -> None:
     fused = group["fused"]
     if fused not in (None, True, False):
@@ -149,12 +165,12 @@ def _check_fused(group: dict[str, Any]) -> None:
         raise ValueError(
             "Invalid fused value: True with foreach=True (fused and foreach cannot both be True)"
         )
-    if not _fusable(group):
+    if not _compilable(group):
         mass = "a per-parameter mass" if isinstance(group["mass"], list) else "a scalar mass"
         raise ValueError(
-            "Invalid fused value: True (the fused step needs kinetic='quadratic' and a scalar "
-            f"mass; got kinetic={get_kinetic(group['kinetic']).name!r} with {mass}); use "
-            "fused=None or False"
+            "Invalid fused value: True (the fused step needs a built-in kinetic energy and a "
+            f"scalar mass; got kinetic={get_kinetic(group['kinetic']).name!r} with {mass}); "
+            "use fused=None or False"
         )
     for p in group["params"]:
         if p.device.type not in FUSED_DEVICES or not torch.is_floating_point(p):
@@ -259,9 +275,12 @@ class PHS(PHSBase):
         maximize: ascend instead of descend.
         foreach: use the multi-tensor (``torch._foreach_*``) path, or (False) the
             per-tensor reference path.
-        fused: take the step with torch's fused SGD kernel, the momentum p as the kernel's
-            buffer (quadratic φ, a scalar mass, CPU parameters). None (default) picks it
-            where it applies; see docs/optimizer.md, "The fused path".
+        fused: take the step in fused kernels (a scalar mass, CPU parameters): torch's
+            fused SGD kernel with the momentum p as its buffer for the quadratic φ, and
+            (``True`` only) the one-pass step that torch.compile generates for the other
+            built-in energies and for large ``nesterov``/``euler`` groups. None (default)
+            picks torch's kernel where it applies and never compiles; see
+            docs/optimizer.md, "The fused path" and "The compiled fused step".
         fixed_momentum: keep the momentum factor μ when ``lr`` changes (an lr scheduler):
             the step applies the friction ``friction · friction_lr / lr``, with
             ``group["friction_lr"]`` the group's lr when it was added, so x = lr·γ·c and μ
@@ -359,9 +378,24 @@ class PHS(PHSBase):
     def _init_group(
         self, group: dict[str, Any]
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Mass]:
-        index, params = self._with_grad(group)
-        grads = [p.grad for p in params]
-        momenta = [self._momentum(p) for p in params]
+        # One loop over the group (a LeNet step is bound by Python per parameter): the
+        # parameters with a dense gradient, their gradients and momenta (as _with_grad and
+        # _momentum, which PHSFlow uses).
+        index, params, grads, momenta = [], [], [], []
+        state = self.state
+        for i, p in enumerate(group["params"]):
+            grad = p.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                self._with_grad(group)  # raises the sparse-gradient error
+            momentum = state[p].get("momentum")
+            if momentum is None:
+                momentum = self._momentum(p)
+            index.append(i)
+            params.append(p)
+            grads.append(grad)
+            momenta.append(momentum)
         mass = group["mass"]
         return (
             params,
@@ -405,6 +439,7 @@ class PHS(PHSBase):
                 maximize=group["maximize"],
                 foreach=group["foreach"],
                 fused=_use_fused(group, params[0]),
+                compiled=group["fused"] is True,
                 scratch=self._scratch,
             )
         return loss
@@ -459,16 +494,38 @@ def phs(
     maximize: bool = False,
     foreach: bool | None = None,
     fused: bool | None = None,
+    compiled: bool = True,
     scratch: Scratch | None = None,
 ) -> None:
     """Functional PHS step: updates ``params`` and ``momenta`` in place.
 
     See :class:`PHS` for the arguments and the module docstring for the equations.
-    ``fused=True`` takes the step with torch's fused SGD kernel (quadratic φ, scalar mass);
-    None means False here (the class picks the default). ``scratch``: a pool the foreach
+    ``fused=True`` takes the step in fused kernels (a scalar mass, CPU tensors): torch's
+    fused SGD kernel for the quadratic φ, and with ``compiled`` the one-pass step that
+    torch.compile generates (goalbrake/optim/compiled.py) for the other built-in energies
+    and, on groups of ``COMPILED_MIN_NUMEL`` weights or more, for ``nesterov`` and
+    ``euler``. None means False here (the class picks the default; it passes
+    ``compiled=False`` unless ``fused=True`` was asked for). ``scratch``: a pool the foreach
     path takes its temporaries from (and releases at the end), reused over steps.
     """
-    if fused:
+    energy = get_kinetic(kinetic)
+    if fused and compiled and _takes_compiled(scheme, energy, mass, params):
+        for ps, gs, bufs in _by_device_and_dtype(params, grads, momenta):
+            compiled_phs(
+                ps,
+                gs,
+                bufs,
+                lr=lr,
+                friction=friction,
+                mass=mass,  # type: ignore[arg-type]  # a scalar: _takes_compiled checked it
+                scheme=scheme,
+                kinetic=energy,
+                friction_on=friction_on,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            )
+        return
+    if fused and isinstance(energy, Quadratic) and not isinstance(mass, list):
         scalars = _fused_scalars(scheme, lr, friction, mass, friction_on)
         if scalars is not None:
             for ps, gs, bufs in _by_device_and_dtype(params, grads, momenta):
@@ -486,13 +543,24 @@ def phs(
         friction=friction,
         mass=mass,
         scheme=scheme,
-        kinetic=get_kinetic(kinetic),
+        kinetic=energy,
         friction_on=friction_on,
         weight_decay=weight_decay,
         maximize=maximize,
     )
     if scratch is not None:
         scratch.release()
+
+
+def _takes_compiled(scheme: str, kinetic: KineticEnergy, mass: Mass, params: list[Tensor]) -> bool:
+    """Whether ``fused=True`` runs the compiled step (not torch's kernel, not foreach)."""
+    if isinstance(mass, list) or not kinetic.traceable:
+        return False
+    if params[0].device.type not in FUSED_DEVICES:  # inductor's GPU code is untested here
+        return False
+    if not isinstance(kinetic, Quadratic):
+        return True
+    return scheme in TWO_CALL_SCHEMES and sum(p.numel() for p in params) >= COMPILED_MIN_NUMEL
 
 
 def _multi_tensor_phs(
@@ -622,7 +690,7 @@ def _by_device_and_dtype(
     """The kernel takes one device and dtype per call; most groups have one of each."""
     first = params[0]
     dtype, device = first.dtype, first.device
-    if all(p.dtype is dtype for p in params) and all(p.device == device for p in params):
+    if all(p.dtype is dtype and p.device == device for p in params):
         return [(params, grads, momenta)]
     grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, momenta])
     return [tuple(lists) for lists, _ in grouped.values()]  # type: ignore[misc]

@@ -3,19 +3,22 @@
 Over the tables of schemes, friction conventions, masses, weight decay and maximize, in
 float64 (to 1e-12) and float32 (to float32 rounding), and through friction, lr and mass
 changes mid-run (a brake, a scheduler). The default ``fused=None`` picks the path only
-where it applies; ``fused=True`` elsewhere is refused with one line.
+where it applies; ``fused=True`` where no fused step applies (a user-defined kinetic energy,
+a per-parameter mass) is refused with one line. The compiled fused step of the other
+energies and of large ``nesterov``/``euler`` groups is tested in test_phs_compiled.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 
 import pytest
 import torch
 from phs_helpers import SHAPES, make_params, momenta, rel_err, set_grads
 
-from goalbrake.optim import PHS, SCHEMES
+from goalbrake.optim import PHS, SCHEMES, KineticEnergy
 
 LR, FRICTION, MASS = 0.1, 1.5, 0.8  # x = αγ/m = 0.1875 (velocity), αγ = 0.15 (momentum)
 #: Float64 agrees to accumulated rounding; float32 to a few ulps per step.
@@ -196,15 +199,30 @@ def test_default_picks_the_fused_path_where_it_applies(
     assert (_kernel_calls(monkeypatch, **kwargs) > 0) is fused
 
 
+class _Cubic(KineticEnergy):
+    """A user-defined energy, φ(p) = Σ|p|³/3: no traced form, so no fused step."""
+
+    name = "cubic"
+
+    def value(self, momenta: Sequence[torch.Tensor], mass: object) -> torch.Tensor:
+        return torch.stack([p.abs().pow(3).sum() for p in momenta]).sum() / 3
+
+    def mobility(self, momenta: Sequence[torch.Tensor], mass: object) -> list[torch.Tensor]:
+        return [p.abs() for p in momenta]
+
+
 BAD = [
     ({"fused": True, "foreach": True},
      "Invalid fused value: True with foreach=True (fused and foreach cannot both be True)"),
-    ({"fused": True, "kinetic": "soft_clip"},
-     "Invalid fused value: True (the fused step needs kinetic='quadratic' and a scalar mass; "
-     "got kinetic='soft_clip' with a scalar mass); use fused=None or False"),
+    ({"fused": True, "kinetic": _Cubic()},
+     "Invalid fused value: True (the fused step needs a built-in kinetic energy and a scalar "
+     "mass; got kinetic='cubic' with a scalar mass); use fused=None or False"),
     ({"fused": True, "mass": [torch.ones(s) for s in SHAPES]},
-     "Invalid fused value: True (the fused step needs kinetic='quadratic' and a scalar mass; "
-     "got kinetic='quadratic' with a per-parameter mass); use fused=None or False"),
+     "Invalid fused value: True (the fused step needs a built-in kinetic energy and a scalar "
+     "mass; got kinetic='quadratic' with a per-parameter mass); use fused=None or False"),
+    ({"fused": True, "kinetic": "soft_clip", "mass": [torch.ones(s) for s in SHAPES]},
+     "Invalid fused value: True (the fused step needs a built-in kinetic energy and a scalar "
+     "mass; got kinetic='soft_clip' with a per-parameter mass); use fused=None or False"),
     ({"fused": "yes"}, "Invalid fused value: 'yes' (must be None, True or False)"),
 ]  # fmt: skip
 

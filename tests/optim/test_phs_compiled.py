@@ -1,0 +1,154 @@
+"""The compiled fused step (``fused=True``, torch.compile) equals the foreach path.
+
+Over the schemes × kinetic energies × friction conventions, with weight decay and
+maximize, 0-d tensor hyperparameters, and friction, lr and mass changes mid-run, in
+float64 (to 1e-12) and float32 (to float32 rounding). ``nesterov`` and ``euler`` with the
+quadratic energy take it from ``COMPILED_MIN_NUMEL`` weights; the tests set that to 0.
+Each (scheme, kinetic, friction convention, dtype) compiles once (seconds), so the whole
+table is marked slow; one row per energy runs in the quick subset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import re
+import warnings
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch._dynamo.config as dynamo_config
+from phs_helpers import SHAPES, momenta, rel_err
+from test_phs_fused import FRICTION, LR, MASS, _params, _run
+
+from goalbrake.optim import KINETIC_NAMES, PHS, SCHEMES, compiled
+
+# The module, not the functional form that goalbrake.optim exports under the same name.
+phs = importlib.import_module("goalbrake.optim.phs")
+
+TOL = {torch.float64: 1e-12, torch.float32: 5e-6}
+
+
+@pytest.fixture(autouse=True)
+def _compile_small_groups(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(phs, "COMPILED_MIN_NUMEL", 0)
+    # One compiled function per table row and dtype: more than torch's default of 8.
+    with dynamo_config.patch(recompile_limit=512):
+        yield
+
+
+def _assert_compiled_equals_foreach(
+    dtype: torch.dtype, change: dict | None = None, steps: int = 8, **kw: object
+) -> None:
+    a, b = _params(dtype), _params(dtype)
+    fused = _run(a, steps=steps, change=change, fused=True, **kw)
+    foreach = _run(b, steps=steps, change=change, foreach=True, **kw)
+    tol = TOL[dtype]
+    assert rel_err(a, b) <= tol
+    assert rel_err(momenta(fused, a), momenta(foreach, b)) <= tol
+
+
+def _kwargs(scheme: str, kinetic: str, friction_on: str) -> dict:
+    # γ = 0.01 keeps the explicit schemes stable for normalized (s_max = 1/(mε)) too.
+    friction = 0.01 if kinetic == "normalized" and friction_on == "velocity" else FRICTION
+    return dict(
+        lr=LR, friction=friction, mass=MASS, scheme=scheme, kinetic=kinetic, friction_on=friction_on
+    )
+
+
+TABLE = list(itertools.product(SCHEMES, KINETIC_NAMES, ["velocity", "momentum"]))
+QUICK = [("conformal", k, "velocity") for k in KINETIC_NAMES if k != "quadratic"] + [
+    ("nesterov", "quadratic", "velocity"),
+    ("euler", "quadratic", "velocity"),
+]
+
+
+def _marks(row: tuple) -> list:
+    return [] if row in QUICK else [pytest.mark.slow]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    ("scheme", "kinetic", "friction_on"),
+    [pytest.param(*row, marks=_marks(row), id="-".join(row)) for row in TABLE],
+)
+def test_compiled_equals_foreach(
+    scheme: str, kinetic: str, friction_on: str, dtype: torch.dtype
+) -> None:
+    kw = _kwargs(scheme, kinetic, friction_on)
+    _assert_compiled_equals_foreach(dtype, **kw, weight_decay=0.05)
+    _assert_compiled_equals_foreach(dtype, **kw, maximize=True)
+
+
+@pytest.mark.parametrize("kinetic", KINETIC_NAMES)
+def test_compiled_through_changes_mid_run(kinetic: str) -> None:
+    # A brake (γ × 50), a scheduler's lr, a new mass, with 0-d tensor lr and friction:
+    # the hyperparameters are inputs of the compiled step, not constants baked into it.
+    kw = _kwargs("conformal", kinetic, "velocity")
+    kw["friction"] = torch.tensor(kw["friction"], dtype=torch.float64)
+    kw["lr"] = torch.tensor(LR, dtype=torch.float64)
+    for change in ({"friction": 50.0}, {"lr": 0.3}, {"mass": 3.0}):
+        _assert_compiled_equals_foreach(torch.float64, change=change, **kw)
+
+
+def test_compiled_step_leaves_the_gradients_alone_and_keeps_p() -> None:
+    params = _params(torch.float32)
+    opt = PHS(params, lr=LR, friction=FRICTION, kinetic="soft_clip", weight_decay=0.1, fused=True)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    before = [p.grad.clone() for p in params]
+    opt.step()
+    opt.step()
+    assert all(torch.equal(p.grad, g) for p, g in zip(params, before, strict=True))
+    # The state is p itself: the foreach path continues from it.
+    opt.param_groups[0].update(fused=False, foreach=True)
+    opt.step()
+
+
+def test_the_quadratic_two_call_schemes_take_the_compiled_step_on_large_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(phs, "COMPILED_MIN_NUMEL", sum(torch.Size(s).numel() for s in SHAPES))
+    calls: list[str] = []
+    monkeypatch.setattr(phs, "compiled_phs", lambda *a, **kw: calls.append(kw["scheme"]))
+    for scheme in SCHEMES:
+        params = _params(torch.float32)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        PHS(params, lr=LR, friction=FRICTION, scheme=scheme, fused=True).step()
+        PHS(params, lr=LR, friction=FRICTION, scheme=scheme).step()  # fused=None: never
+    assert calls == [s for s in SCHEMES if s in ("nesterov", "euler")]
+    monkeypatch.setattr(phs, "COMPILED_MIN_NUMEL", 1 + sum(torch.Size(s).numel() for s in SHAPES))
+    for scheme in SCHEMES:
+        params = _params(torch.float32)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        PHS(params, lr=LR, friction=FRICTION, scheme=scheme, fused=True).step()
+    assert len(calls) == 2  # small groups: torch's two kernel calls
+
+
+def test_a_failed_compile_falls_back_to_the_same_step_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        def fail(*a: object) -> None:
+            raise RuntimeError("no C++ compiler\nsecond line")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(compiled, "_STEPS", {})
+    monkeypatch.setattr(compiled, "_COMPILED", set())
+    message = (
+        "torch.compile failed for the fused PHS step (scheme='conformal', kinetic='pnorm'): "
+        "RuntimeError: no C++ compiler; running the same step uncompiled (use fused=None for "
+        "the foreach path)"
+    )
+    with pytest.warns(RuntimeWarning, match=f"^{re.escape(message)}$"):
+        _assert_compiled_equals_foreach(
+            torch.float64, steps=1, **_kwargs("conformal", "pnorm", "velocity")
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: later steps run the eager step silently
+        _assert_compiled_equals_foreach(torch.float64, **_kwargs("conformal", "pnorm", "velocity"))
