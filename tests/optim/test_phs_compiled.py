@@ -5,7 +5,8 @@ maximize, 0-d tensor hyperparameters, and friction, lr and mass changes mid-run,
 float64 (to 1e-12) and float32 (to float32 rounding). ``nesterov`` and ``euler`` with the
 quadratic energy take it from ``COMPILED_MIN_NUMEL`` weights; the tests set that to 0.
 Each (scheme, kinetic, friction convention, dtype) compiles once (seconds), so the whole
-table is marked slow; one row per energy runs in the quick subset.
+table is marked slow and exhaustive (run with ``pytest -m exhaustive``); one row per energy
+and the two-call schemes run by default.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ QUICK = [("conformal", k, "velocity") for k in KINETIC_NAMES if k != "quadratic"
 
 
 def _marks(row: tuple) -> list:
-    return [] if row in QUICK else [pytest.mark.slow]
+    return [] if row in QUICK else [pytest.mark.slow, pytest.mark.exhaustive]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
