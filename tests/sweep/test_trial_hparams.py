@@ -8,6 +8,7 @@ trial's event files is checked to carry the same record.
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,14 +28,17 @@ from goalbrake.callbacks.hparams import BRAKE_KEYS, OPTIMIZER_KEYS
 from goalbrake.sweep.attrs import GOAL
 from goalbrake.sweep.run.objective import TrialHParams, _with_trial_hparams, goal_source
 from goalbrake.sweep.run.trial_callbacks import StopRequested, TrialRecorder
-from tests.sweep.helpers import explain, journal_study, run_sweep, tiny_base
+from tests.sweep.helpers import child_env, explain, journal_study, sweep_command, tiny_base
 
 Record = dict[str, float | str | bool]
 #: The keys every trial's record has besides the HParamsLogger's and the tuned values.
 TRIAL_KEYS = {"trial", "outcome", "base", "method", "seed"}
 METRICS = {"hp/val_acc_best", "hp/val_acc_final", "hp/test_acc"}
 TRIAL_METRICS = {"hp/objective", "hp/final", "hp/epochs"}
-RULE = {"quantile": 0.5, "at": 0.5, "startup": 2, "startup_goal": 0.3}
+RULE = {"quantile": 0.5, "at": 1.0, "startup": 2, "startup_goal": 0.3}
+#: Three trials in a row take about a minute on an idle 2-core CPU, over the helpers' 240 s
+#: limit on a busy one.
+SWEEP_TIMEOUT_S = 900
 
 
 # ----------------------------------------------------------------- reading it back
@@ -91,7 +95,10 @@ def _sweep(root: Path, fm_dir: Path, sweep: dict[str, Any], **base: Any) -> Path
     (root / "base.yaml").write_text(yaml.safe_dump(config))
     path = root / f"{sweep['study']}.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", **sweep}, sort_keys=False))
-    proc = run_sweep("--config", str(path), "--runs-dir", "runs", cwd=root)
+    command = sweep_command("--config", str(path), "--runs-dir", "runs")
+    proc = subprocess.run(
+        command, cwd=root, env=child_env(), capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S
+    )
     assert proc.returncode == 0, explain(proc)
     return root / "runs" / sweep["study"]
 
@@ -143,7 +150,7 @@ def test_each_trial_has_one_record_with_its_goals_source(measured: Path) -> None
     assert sources == [
         "startup goal (0 of 2 trials complete)",
         "startup goal (1 of 2 trials complete); trials 0",
-        "q0.5 of L/L₀ at 0.5 of the budget over 2 trials; trials 0, 1",
+        "q0.5 of L/L₀ at 1 of the budget over 2 trials; trials 0, 1",
     ]
     assert 0 < tab["trial_2"][0]["goal"] < 1 and tab["trial_2"][0]["goal"] != RULE["startup_goal"]
 
