@@ -18,15 +18,19 @@ a reproduction (a grid that selects nothing) may set ``test: true``, and a COMPL
 is then tested after its fit: the final weights, and the best-val checkpoint when
 ``checkpoint: true``, in the user attr ``test`` (``{"final": {"test/acc": ..,
 "test/loss": ..}, "best": {..}}``; docs/design.md, "Sweeps", asks for both).
-The TensorBoard run of trial n is ``<runs>/<study>/trial_<n>``, with the trial's
-hyperparameters and ``hp/objective``, ``hp/final``, ``hp/epochs`` in the HPARAMS tab.
+The TensorBoard run of trial n is ``<runs>/<study>/trial_<n>``, with one record in the
+HPARAMS tab (:class:`TrialHParams`, which replaces the config's HParamsLogger): the
+HParamsLogger's hparams and metrics (optimizer, GoalBrake, brake step, L₀,
+``hp/val_acc_best``, ``hp/val_acc_final``, ``hp/test_acc`` when tested) with the trial's
+own (``trial``, ``outcome``, its ``config`` record; ``hp/objective``, ``hp/final``,
+``hp/epochs``).
 
 With ``brake.goal: {from_trials: ...}`` the trial's goal is measured on the study's
 COMPLETE trials when it starts, under the ask lock
 (:mod:`goalbrake.sweep.run.goal_from_trials`, user attr ``goal``; a retry keeps its
 original's), and every finished GoalBrake trial stores its smoothed L/L₀ per epoch (user
-attr ``loss_ratio``) for the trials after it; its TensorBoard HPARAMS carry
-``brake.goal_from``.
+attr ``loss_ratio``) for the trials after it; its HPARAMS ``goal`` is the measured goal
+and ``goal_source`` the rule and the trials it came from (:func:`goal_source`).
 
 The user attrs a trial writes are those of :mod:`goalbrake.sweep.attrs`.
 """
@@ -38,15 +42,19 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerStatus
 from optuna_integration import PyTorchLightningPruningCallback
 
 from goalbrake.app import GoalbrakeCLI, build_config
+from goalbrake.callbacks import HParamsLogger
+from goalbrake.callbacks.hparams import HParam, HParamsLoggerBase
 from goalbrake.sweep.attrs import (
     ATTEMPT_ATTRS,
     BEST_EPOCH,
@@ -73,7 +81,7 @@ from goalbrake.sweep.run.trial_callbacks import (
     TrialRecorder,
 )
 
-__all__ = ["Interrupted", "Objective", "Worker"]
+__all__ = ["Interrupted", "Objective", "TrialHParams", "Worker", "goal_source"]
 
 INTERRUPTED = "interrupted"
 #: Who runs a trial: host, pid, index (and the GPUs it sees), as the ``worker`` user attr.
@@ -87,6 +95,92 @@ class Interrupted(KeyboardInterrupt):
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+
+
+def goal_source(goal: Mapping[str, Any]) -> str:
+    """The ``goal_source`` hparam of a ``from_trials`` goal (a trial's ``goal`` user attr):
+    how it was found and the COMPLETE trials it was measured on, e.g. ``"q0.5 of L/L₀ at 1
+    of the budget over 2 trials; trials 0, 1"`` or ``"startup goal (0 of 2 trials
+    complete)"``."""
+    trials = ", ".join(str(n) for n in goal.get("trials") or ())
+    return f"{goal.get('how')}; trials {trials}" if trials else str(goal.get("how"))
+
+
+def trial_params(trial: optuna.Trial) -> dict[str, HParam]:
+    """The trial's own hparams: its ``config`` record (the tuned values, base, method, seed),
+    ``trial``, ``outcome`` (set when it is written) and, for a ``from_trials`` goal,
+    ``goal_source``."""
+    record = trial.user_attrs.get(CONFIG) or {}
+    params: dict[str, HParam] = {k: v for k, v in record.items() if v is not None}
+    params.update(trial=trial.number, outcome="")
+    goal = trial.user_attrs.get(GOAL)
+    if isinstance(goal, Mapping):
+        params["goal_source"] = goal_source(goal)
+    return params
+
+
+def _outcome(exception: BaseException) -> str:
+    if isinstance(exception, optuna.TrialPruned):
+        return "pruned"
+    if isinstance(exception, StopRequested | KeyboardInterrupt):
+        return INTERRUPTED
+    return "error"
+
+
+class TrialHParams(HParamsLogger):
+    """The one HParams record of a trial: an :class:`~goalbrake.callbacks.HParamsLogger`
+    (the optimizer, GoalBrake, the brake step, L₀, ``hp/val_acc_best``/``_final``,
+    ``hp/test_acc`` after a test) with the trial's own keys (:func:`trial_params`; they win
+    on a clash) and the metrics ``hp/objective``, ``hp/final`` and ``hp/epochs`` of
+    ``recorder``. TensorBoard shows a run's first hparams write, so ``outcome`` is set
+    before it: ``complete`` at the end of training, ``pruned``, ``interrupted`` or
+    ``error`` on the exception that ended the fit.
+
+    Args:
+        recorder: the trial's epoch record.
+        params: the trial's hparams.
+        like: the HParamsLogger of the trial's config it replaces (its ``monitor``,
+            ``mode``, ``test_metric`` and ``params`` are kept).
+    """
+
+    def __init__(
+        self,
+        recorder: TrialRecorder,
+        params: Mapping[str, HParam],
+        like: HParamsLoggerBase | None = None,
+    ) -> None:
+        own = like or HParamsLoggerBase()
+        super().__init__(own.monitor, own.mode, own.test_metric, {**own.params, **params})
+        self.recorder = recorder
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.params["outcome"] = "complete"
+        super().on_train_end(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        self.params["outcome"] = _outcome(exception)
+        super().on_exception(trainer, pl_module, exception)
+
+    def more_metrics(self, trainer: Trainer) -> dict[str, float]:
+        best, final = self.recorder.best, self.recorder.final
+        return {
+            "hp/objective": math.nan if best is None else best,
+            "hp/final": math.nan if final is None else final,
+            "hp/epochs": float(len(self.recorder.curve["epoch"])),
+        }
+
+
+def _with_trial_hparams(
+    callbacks: list[Callback], recorder: TrialRecorder, params: Mapping[str, HParam]
+) -> None:
+    """Replace the config's HParamsLogger (if any) by the trial's, last in ``callbacks``
+    (after ``recorder``, whose record of the last epoch its first write reads)."""
+    configured = [c for c in callbacks if isinstance(c, HParamsLoggerBase)]
+    for callback in configured:
+        callbacks.remove(callback)
+    callbacks.append(TrialHParams(recorder, params, configured[0] if configured else None))
 
 
 class Objective:
@@ -172,6 +266,7 @@ class Objective:
         recorder = TrialRecorder(trial, self.spec.metric, self.spec.direction)
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.metric)
         trainer.callbacks.extend([StopCheck(self.stop), guard, recorder, pruning])
+        _with_trial_hparams(trainer.callbacks, recorder, trial_params(trial))
         outcome = "complete"
         try:
             trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -234,21 +329,7 @@ class Objective:
         ratios = loss_ratio_record(recorder.curve, budget)
         if ratios is not None:
             trial.set_user_attr(LOSS_RATIO, ratios)
-        logger = trainer.logger
-        if logger is None:
-            return
-        record = dict(trial.user_attrs.get(CONFIG) or {})
-        hparams = {k: v for k, v in record.items() if v is not None}
-        hparams["trial"] = trial.number
-        hparams["outcome"] = outcome
-        goal = trial.user_attrs.get(GOAL)
-        if isinstance(goal, dict):
-            hparams["brake.goal_from"] = str(goal.get("how"))
-        nan = math.nan
-        metrics = {
-            "hp/objective": nan if recorder.best is None else recorder.best,
-            "hp/final": nan if recorder.final is None else recorder.final,
-            "hp/epochs": float(epochs),
-        }
-        logger.log_hyperparams(hparams, metrics)
-        logger.finalize("success" if outcome == "complete" else "failed")
+        # The trial's hparams went out with TrialHParams' writes; a test's writes reopen the
+        # writer the fit closed, so it is closed again.
+        if trainer.logger is not None:
+            trainer.logger.finalize("success" if outcome == "complete" else "failed")
