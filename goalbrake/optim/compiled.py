@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import torch
+import torch._dynamo.config as dynamo_config
 from torch import Tensor
 
 from goalbrake.optim.base import Number, as_float, coefficients
@@ -48,7 +49,9 @@ Step = Callable[[list[Tensor], list[Tensor], list[Tensor], Tensor], None]
 #: One compiled step per (scheme, kinetic, friction_on); torch's guards add dtype and shapes.
 _STEPS: dict[Key, Step] = {}
 #: Keys whose first compiled call succeeded (later failures are real errors, not fallbacks).
-_COMPILED: set[Key] = set()
+_FAILED: set[Key] = set()  # variants that fell back to the eager step (warned once)
+#: Compiled entries allowed per process (torch's own default is 8).
+RECOMPILES = 64
 
 
 def step(
@@ -117,23 +120,25 @@ def compiled_phs(
     key = (scheme, kinetic, friction_on)
     values = [as_float(lr), as_float(friction), as_float(mass), float(weight_decay)]
     h = torch.tensor([*values, -1.0 if maximize else 1.0], dtype=params[0].dtype)
-    fn = _compiled(key)
-    if key in _COMPILED:
-        fn(params, grads, momenta, h)
-        return
     try:
-        fn(params, grads, momenta, h)
-    except Exception as err:  # any failure to compile falls back to the eager step
-        warnings.warn(
-            f"torch.compile failed for the fused PHS step (scheme={scheme!r}, "
-            f"kinetic={kinetic.name!r}): {type(err).__name__}: {str(err).splitlines()[0]}; "
-            "running the same step uncompiled (use fused=None for the foreach path)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        # Every variant (scheme, energy, convention, dtype, shapes) is one more compiled
+        # entry of the same traced function: more than torch's default limit of 8 in a
+        # process that steps several models or optimizers.
+        with dynamo_config.patch(recompile_limit=max(dynamo_config.recompile_limit, RECOMPILES)):
+            _compiled(key)(params, grads, momenta, h)
+    except Exception as err:  # a failure to compile (any variant) falls back to the eager step
+        if key not in _FAILED:
+            warnings.warn(
+                f"torch.compile failed for the fused PHS step (scheme={scheme!r}, "
+                f"kinetic={kinetic.name!r}): {type(err).__name__}: "
+                f"{str(err).splitlines()[0]}; running the same step uncompiled (use "
+                "fused=None for the foreach path)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        _FAILED.add(key)
         _STEPS[key] = _uncompiled(key)
         _STEPS[key](params, grads, momenta, h)
-    _COMPILED.add(key)
 
 
 def _uncompiled(key: Key) -> Step:

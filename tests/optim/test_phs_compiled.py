@@ -140,7 +140,7 @@ def test_a_failed_compile_falls_back_to_the_same_step_with_one_warning(
 
     monkeypatch.setattr(torch, "compile", broken)
     monkeypatch.setattr(compiled, "_STEPS", {})
-    monkeypatch.setattr(compiled, "_COMPILED", set())
+    monkeypatch.setattr(compiled, "_FAILED", set())
     message = (
         "torch.compile failed for the fused PHS step (scheme='conformal', kinetic='pnorm'): "
         "RuntimeError: no C++ compiler; running the same step uncompiled (use fused=None for "
@@ -153,3 +153,37 @@ def test_a_failed_compile_falls_back_to_the_same_step_with_one_warning(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once: later steps run the eager step silently
         _assert_compiled_equals_foreach(torch.float64, **_kwargs("conformal", "pnorm", "velocity"))
+
+
+def test_more_variants_than_torchs_recompile_limit_stay_compiled_and_exact() -> None:
+    # Ten parameter shapes are ten compiled entries of one traced function: beyond torch's
+    # default limit of 8, which would fail the step (fullgraph) without the step's own limit.
+    with dynamo_config.patch(recompile_limit=8), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in range(1, 11):
+            a = [torch.linspace(-1.0, 1.0, n + 2, dtype=torch.float64)]
+            b = [a[0].clone()]
+            opts = [
+                PHS(x, lr=LR, friction=FRICTION, kinetic="pnorm", fused=f, foreach=not f)
+                for x, f in ((a, True), (b, False))
+            ]
+            for _ in range(3):
+                for x, opt in zip((a, b), opts, strict=True):
+                    x[0].grad = torch.cos(3.0 * x[0])
+                    opt.step()
+            assert rel_err(a, b) <= TOL[torch.float64]
+
+
+def test_relativistic_and_normalized_stay_on_the_foreach_path_with_fused_true(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(phs, "compiled_phs", lambda *a, **kw: calls.append(kw["kinetic"].name))
+    for kinetic in KINETIC_NAMES:
+        params = _params(torch.float32)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        PHS(params, lr=LR, friction=FRICTION, kinetic=kinetic, fused=True).step()
+    assert calls == [
+        k for k in KINETIC_NAMES if k not in ("quadratic", "relativistic", "normalized")
+    ]
