@@ -143,6 +143,12 @@ class TrialHParams(HParamsLogger):
             ``mode``, ``test_metric`` and ``params`` are kept).
     """
 
+    @property
+    def state_key(self) -> str:
+        # Saved under HParamsLogger's key: a trial's checkpoint then loads into any
+        # goalbrake Trainer (`goalbrake test --ckpt_path`), whose default is HParamsLogger.
+        return HParamsLogger.__qualname__
+
     def __init__(
         self,
         recorder: TrialRecorder,
