@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,47 @@ def test_ctrl_c_says_what_stopped_and_how_to_resume_in_a_few_lines(
     assert "optimizer.lr=" in stopped[0]
     resume = f"goalbrake sweep --config {path} --workers 2 --runs-dir runs"
     assert after[-1] == f"goalbrake sweep: resume with: {resume}", after
+
+
+#: A stand-in for a worker's start: the stop arrives while it is still importing (the sleep),
+#: before ``stop_on_signals`` is in place, as it did to a real worker under load.
+_STARTING_WORKER = """
+import sys, threading, time
+print("started", flush=True)
+time.sleep(1.0)
+from goalbrake.sweep.run.worker import stop_on_signals
+stop = threading.Event()
+stop_on_signals(stop)
+print("stop set" if stop.wait(10) else "stop lost", flush=True)
+"""
+
+
+def _stop_while_starting(held: bool) -> subprocess.CompletedProcess[str]:
+    import contextlib
+
+    from goalbrake.sweep.run.worker import stop_signals_held
+
+    hold = stop_signals_held() if held else contextlib.nullcontext()
+    with hold:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _STARTING_WORKER],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_a_stop_sent_while_a_worker_starts_waits_for_its_handler() -> None:
+    held = _stop_while_starting(held=True)
+    assert (held.returncode, held.stdout) == (0, "stop set\n"), held.stderr
+    assert "Traceback" not in held.stderr
+    # Without the hold the same stop is a KeyboardInterrupt in the start-up: the race the
+    # supervisor's hold closes.
+    bare = _stop_while_starting(held=False)
+    assert bare.returncode != 0 and "KeyboardInterrupt" in bare.stderr, bare

@@ -26,7 +26,7 @@ from goalbrake.sweep.define import SweepSpec
 from goalbrake.sweep.run.recovery import fail_lost, lost_on_this_host
 from goalbrake.sweep.run.storage import AskLock, StorageURL
 from goalbrake.sweep.run.study import progress
-from goalbrake.sweep.run.worker import EXIT_FAILING, EXIT_STOPPED
+from goalbrake.sweep.run.worker import EXIT_FAILING, EXIT_STOPPED, stop_signals_held
 
 __all__ = ["Supervisor", "WorkerSlot", "plan_workers", "say", "visible_gpus"]
 
@@ -152,8 +152,10 @@ class Supervisor:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(slot.threads)
         # Own session: the terminal's Ctrl-C reaches the supervisor only, which stops the
-        # workers in order.
-        process = subprocess.Popen(cmd, env=env, start_new_session=True)
+        # workers in order. It starts with SIGINT/SIGTERM blocked, so a stop sent while it
+        # imports waits for its handler.
+        with stop_signals_held():
+            process = subprocess.Popen(cmd, env=env, start_new_session=True)
         self.started_pids.add(process.pid)
         self.running.append(_Running(slot, generation, process))
 

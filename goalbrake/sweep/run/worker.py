@@ -19,7 +19,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -36,7 +37,7 @@ from goalbrake.sweep.run.recovery import RETRYABLE_PREFIXES, fail_reason, fail_s
 from goalbrake.sweep.run.storage import AskLock, ask_lock, open_storage, parse_storage
 from goalbrake.sweep.run.study import load_study, make_sampler, progress, worker_seed
 
-__all__ = ["EXIT_FAILING", "EXIT_STOPPED", "main", "run_worker"]
+__all__ = ["EXIT_FAILING", "EXIT_STOPPED", "main", "run_worker", "stop_signals_held"]
 
 EXIT_STOPPED = 130
 EXIT_FAILING = 3
@@ -174,16 +175,43 @@ def _loop(
                 return EXIT_FAILING
 
 
+#: The signals that stop a worker cleanly.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Block :data:`STOP_SIGNALS` in this thread, so a process started inside inherits them
+    blocked: a stop sent while the worker still imports torch waits, pending, until
+    :func:`stop_on_signals` has its handler in place, instead of raising KeyboardInterrupt
+    in an import. A signal that reaches this process meanwhile is delivered on exit.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT/SIGTERM set ``stop``; a second one raises KeyboardInterrupt at once."""
+    """SIGINT/SIGTERM set ``stop``; a second one raises KeyboardInterrupt at once.
+
+    Unblocks them afterwards (the supervisor starts workers with them blocked,
+    :func:`stop_signals_held`), which delivers one sent during start-up now.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _watch_parent(parent: int, stop: threading.Event) -> None:
