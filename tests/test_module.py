@@ -167,3 +167,83 @@ def test_predict_returns_classes_probabilities_logits_and_labels(tmp_path: Path)
     # A batch of images alone (no labels) predicts too.
     (out,) = t.predict(model, dataloaders=DataLoader(data.x[:5], batch_size=5))
     assert sorted(out) == ["logits", "preds", "probs"] and out["preds"].shape == (5,)
+
+
+class _EveryStep(ImageClassifier):
+    """The old behaviour: ``train/loss`` logged on every training step."""
+
+    def loss_log_due(self, batch_idx: int) -> bool:
+        return True
+
+
+class _Seen(pl.Callback):
+    """What a progress bar shows and what callbacks read, after each batch."""
+
+    def __init__(self, refresh_rate: int) -> None:
+        self.refresh_rate = refresh_rate
+        self.bar: list[float] = []
+        self.logged_steps: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (batch_idx + 1) % self.refresh_rate == 0:
+            self.bar.append(float(trainer.progress_bar_metrics["train/loss"]))
+
+
+def _fit_logged(cls: type, tmp_path: Path, refresh_rate: int | None) -> tuple:
+    pl.seed_everything(3, verbose=False)
+    model = cls(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
+    seen = _Seen(refresh_rate or 1)
+    bar = [pl.callbacks.TQDMProgressBar(refresh_rate=refresh_rate)] if refresh_rate else []
+    t = pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=refresh_rate is not None,
+        enable_model_summary=False,
+        log_every_n_steps=4,
+        max_epochs=2,
+        limit_val_batches=0,
+        callbacks=[*bar, *([seen] if refresh_rate else [])],
+    )
+    t.fit(model, datamodule=Blobs(n=224))  # 7 batches an epoch
+    with open(Path(t.logger.log_dir) / "metrics.csv") as f:
+        rows = [(r["step"], r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    return rows, float(t.callback_metrics["train/loss"]), seen.bar
+
+
+@pytest.mark.parametrize("refresh_rate", [None, 3])
+def test_the_loss_logged_only_when_read_gives_the_same_logs_bar_and_end_value(
+    tmp_path: Path, refresh_rate: int | None
+) -> None:
+    rows, end, bar = _fit_logged(ImageClassifier, tmp_path / "due", refresh_rate)
+    ref_rows, ref_end, ref_bar = _fit_logged(_EveryStep, tmp_path / "every", refresh_rate)
+    assert [s for s, _ in rows] == ["3", "7", "11"]  # every 4th of 14 steps, as Lightning
+    assert rows == ref_rows
+    assert end == ref_end  # an epoch's last step, as callbacks read it at the epoch's end
+    assert bar == ref_bar and len(bar) == (4 if refresh_rate else 0)
+
+
+def test_the_loss_is_logged_on_fewer_steps_without_a_progress_bar(tmp_path: Path) -> None:
+    model = ImageClassifier(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
+    logged: list[int] = []
+    real_log = model.log
+
+    def log(name: str, *args, **kwargs) -> None:
+        if name == "train/loss":
+            logged.append(model.global_step)
+        real_log(name, *args, **kwargs)
+
+    model.log = log  # type: ignore[method-assign]
+    t = pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=4,
+        max_epochs=2,
+        limit_val_batches=0,
+    )
+    t.fit(model, datamodule=Blobs(n=224))
+    # Steps 3, 7, 11 for the logger; 6 and 13 end an epoch.
+    assert logged == [3, 6, 7, 11, 13]
