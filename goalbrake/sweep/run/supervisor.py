@@ -155,9 +155,11 @@ class Supervisor:
         # workers in order. It starts with SIGINT/SIGTERM blocked, so a stop sent while it
         # imports waits for its handler.
         with stop_signals_held():
+            # Registered before the signals are unblocked: a stop that arrived meanwhile runs
+            # _on_signal on leaving the block, and must find this worker to signal it.
             process = subprocess.Popen(cmd, env=env, start_new_session=True)
-        self.started_pids.add(process.pid)
-        self.running.append(_Running(slot, generation, process))
+            self.started_pids.add(process.pid)
+            self.running.append(_Running(slot, generation, process))
 
     def _signal_all(self, sig: int) -> None:
         for r in self.running:
@@ -221,6 +223,8 @@ class Supervisor:
         }
         try:
             for slot in self.slots:
+                if self.stopping:  # stopped while the first workers started
+                    break
                 say(slot.describe())
                 self._start(slot, 0)
             while self.running:

@@ -244,13 +244,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stop = threading.Event()
-    # SIGINT/SIGTERM from the supervisor stop the running trial at its next batch.
-    stop_on_signals(stop)
-    _watch_parent(os.getppid(), stop)
-    quiet_lightning()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     try:
+        # SIGINT/SIGTERM from the supervisor stop the running trial at its next batch; both
+        # pending at start-up (a stop, then a kill request) raise KeyboardInterrupt here.
+        stop_on_signals(stop)
+        _watch_parent(os.getppid(), stop)
+        quiet_lightning()
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
         spec = load_spec(args.config, study=args.study)
         where = parse_storage(args.storage)
         backend = open_storage(
