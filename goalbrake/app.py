@@ -211,6 +211,9 @@ class StopOnNonFiniteLoss(Callback):
             mass=10, friction=0.1); the checkpoints keep the last finite state``.
     """
 
+    #: Reads no logged train/loss mid-epoch (goalbrake.module.reads_loss_between_logs).
+    reads_loss_between_logs = False
+
     def __init__(self, check_every: int = 16) -> None:
         if check_every < 1:
             raise ValueError(f"Invalid check_every value: {check_every} (must be >= 1)")

@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    TQDMProgressBar,
+)
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-__all__ = ["ImageClassifier"]
+__all__ = ["ImageClassifier", "reads_loss_between_logs"]
+
+LOSS = "train/loss"
+#: Lightning's callbacks that read no logged metric in the middle of an epoch (ModelSummary
+#: covers RichModelSummary). RichProgressBar is not one: it redraws the metrics on every batch.
+_EPOCH_READERS = (ModelSummary, TQDMProgressBar, LearningRateMonitor, EarlyStopping)
+
+
+def reads_loss_between_logs(trainer: pl.Trainer) -> str | None:
+    """Why a fit needs ``train/loss`` logged on every step, or None when it does not.
+
+    None only when every reader of the logged loss is known to read it at the steps the
+    logger writes, at a progress-bar refresh, at an epoch's end or at the fit's end: each
+    callback is one of Lightning's epoch readers, a ``ModelCheckpoint`` that neither
+    monitors nor names its files by ``train/loss``, LightningCLI's config saver, or
+    declares ``reads_loss_between_logs = False`` (goalbrake's callbacks); validation runs
+    only at an epoch's end; no LR scheduler steps on ``train/loss``; and the epoch's
+    length is known. Anything else (a user's callback, ``max_time``'s Timer, a
+    RichProgressBar) keeps every step's loss in ``callback_metrics``, as Lightning would.
+    """
+    if not math.isfinite(trainer.num_training_batches):
+        return "the epoch's length is unknown (an iterable loader)"
+    interval = trainer.val_check_interval
+    if trainer.limit_val_batches != 0 and not (isinstance(interval, float) and interval == 1.0):
+        return f"validation runs within an epoch (val_check_interval={interval!r})"
+    for config in trainer.lr_scheduler_configs:
+        if config.monitor == LOSS and config.interval == "step":
+            return f"an LR scheduler steps on {LOSS}"
+    from lightning.pytorch.cli import SaveConfigCallback
+
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, (*_EPOCH_READERS, SaveConfigCallback)):
+            continue
+        if isinstance(callback, ModelCheckpoint):
+            if callback.monitor != LOSS and LOSS not in (callback.filename or ""):
+                continue
+        elif getattr(callback, "reads_loss_between_logs", True) is False:
+            continue
+        return f"{type(callback).__name__} may read {LOSS} on any step"
+    return None
+
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -131,19 +179,28 @@ class ImageClassifier(pl.LightningModule):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def on_train_start(self) -> None:
+        self._loss_every_step = reads_loss_between_logs(self.trainer)
+
     def loss_log_due(self, batch_idx: int) -> bool:
         """Whether this training step logs ``train/loss``.
 
         A ``self.log`` call costs Lightning about 0.5 ms (its result collection moves
-        the value's metric on every call), a tenth of a LeNet step on a CPU, so the loss
-        is logged only on the steps that read it: those the logger writes
-        (``global_step + 1`` a multiple of ``log_every_n_steps``, as Lightning decides),
-        those a progress bar refreshes on (every ``refresh_rate`` batches), and an
-        epoch's last batch, so ``callback_metrics["train/loss"]`` at the epoch's end is
-        its last step's loss, as before. Always True outside a Trainer's fit.
+        the value's metric on every call), a tenth of a LeNet step on a CPU. When nothing
+        else reads the loss mid-epoch (:func:`reads_loss_between_logs`), it is logged only
+        on the steps that read it: those the logger writes (``global_step + 1`` a
+        multiple of ``log_every_n_steps``, as Lightning decides), those a progress bar
+        refreshes on (every ``refresh_rate`` batches), an epoch's last batch and the
+        fit's last step (``max_steps``), so ``callback_metrics["train/loss"]`` at an
+        epoch's and the fit's end is its last step's loss, as before. Otherwise, and
+        outside a Trainer's fit, every step.
         """
         trainer = self._trainer
         if trainer is None or not trainer.training:
+            return True
+        if getattr(self, "_loss_every_step", "not started") is not None:
+            return True
+        if 0 < trainer.max_steps <= self.global_step + 1:
             return True
         every = trainer.log_every_n_steps
         if every > 0 and (self.global_step + 1) % every == 0:

@@ -177,22 +177,51 @@ class _EveryStep(ImageClassifier):
 
 
 class _Seen(pl.Callback):
-    """What a progress bar shows and what callbacks read, after each batch."""
+    """What a progress bar shows (read at its refreshes) and the loss at each epoch's end."""
+
+    reads_loss_between_logs = False
 
     def __init__(self, refresh_rate: int) -> None:
         self.refresh_rate = refresh_rate
         self.bar: list[float] = []
-        self.logged_steps: list[int] = []
+        self.epoch_ends: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if (batch_idx + 1) % self.refresh_rate == 0:
+        if trainer.progress_bar_callback is not None and (batch_idx + 1) % self.refresh_rate == 0:
             self.bar.append(float(trainer.progress_bar_metrics["train/loss"]))
 
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epoch_ends.append(float(trainer.callback_metrics["train/loss"]))
 
-def _fit_logged(cls: type, tmp_path: Path, refresh_rate: int | None) -> tuple:
+
+class _EveryBatch(pl.Callback):
+    """A user's callback that reads the loss on every batch, and stops the fit at step 5."""
+
+    def __init__(self) -> None:
+        self.read: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.read.append(float(trainer.callback_metrics["train/loss"]))
+        trainer.should_stop = trainer.should_stop or trainer.global_step == 5
+
+
+class _Midway(pl.Callback):
+    """Reads the loss at each validation, which runs twice an epoch."""
+
+    def __init__(self) -> None:
+        self.read: list[float] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.read.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def _fit_logged(cls: type, tmp_path: Path, refresh_rate: int | None, **kwargs) -> dict:
+    """Fit Blobs (7 batches an epoch) for 2 epochs; what each reader of the loss got."""
     pl.seed_everything(3, verbose=False)
     model = cls(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
     seen = _Seen(refresh_rate or 1)
+    extra = kwargs.pop("callbacks", [])
     bar = [pl.callbacks.TQDMProgressBar(refresh_rate=refresh_rate)] if refresh_rate else []
     t = pl.Trainer(
         default_root_dir=tmp_path,
@@ -202,28 +231,68 @@ def _fit_logged(cls: type, tmp_path: Path, refresh_rate: int | None) -> tuple:
         enable_model_summary=False,
         log_every_n_steps=4,
         max_epochs=2,
-        limit_val_batches=0,
-        callbacks=[*bar, *([seen] if refresh_rate else [])],
+        **{"limit_val_batches": 0, **kwargs},
+        callbacks=[*bar, seen, *extra],
     )
-    t.fit(model, datamodule=Blobs(n=224))  # 7 batches an epoch
+    t.fit(model, datamodule=Blobs(n=224))
     with open(Path(t.logger.log_dir) / "metrics.csv") as f:
         rows = [(r["step"], r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
-    return rows, float(t.callback_metrics["train/loss"]), seen.bar
+    return {
+        "rows": rows,
+        "end": float(t.callback_metrics["train/loss"]),
+        "bar": seen.bar,
+        "epoch_ends": seen.epoch_ends,
+        "read": [c.read for c in extra],
+        "every_step": model._loss_every_step,
+    }
 
 
-@pytest.mark.parametrize("refresh_rate", [None, 3])
-def test_the_loss_logged_only_when_read_gives_the_same_logs_bar_and_end_value(
-    tmp_path: Path, refresh_rate: int | None
+def _scenario(name: str) -> tuple[int | None, dict]:
+    return {
+        "no progress bar": (None, {}),
+        "progress bar every 3": (3, {}),
+        "max_steps mid-epoch": (None, {"max_steps": 10}),
+        "a callback reading every batch and stopping": (None, {"callbacks": [_EveryBatch()]}),
+        "validation twice an epoch": (
+            None,
+            {"callbacks": [_Midway()], "val_check_interval": 3, "limit_val_batches": 1},
+        ),
+    }[name]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "every_step"),
+    [
+        ("no progress bar", None),
+        ("progress bar every 3", None),
+        ("max_steps mid-epoch", None),
+        ("a callback reading every batch and stopping", "_EveryBatch may read train/loss"),
+        ("validation twice an epoch", "validation runs within an epoch"),
+    ],
+)
+def test_the_loss_logged_only_when_read_gives_every_reader_the_same_values(
+    tmp_path: Path, scenario: str, every_step: str | None
 ) -> None:
-    rows, end, bar = _fit_logged(ImageClassifier, tmp_path / "due", refresh_rate)
-    ref_rows, ref_end, ref_bar = _fit_logged(_EveryStep, tmp_path / "every", refresh_rate)
-    assert [s for s, _ in rows] == ["3", "7", "11"]  # every 4th of 14 steps, as Lightning
-    assert rows == ref_rows
-    assert end == ref_end  # an epoch's last step, as callbacks read it at the epoch's end
-    assert bar == ref_bar and len(bar) == (4 if refresh_rate else 0)
+    refresh, kwargs = _scenario(scenario)
+    got = _fit_logged(ImageClassifier, tmp_path / "due", refresh, **kwargs)
+    refresh, kwargs = _scenario(scenario)  # fresh callbacks for the reference
+    ref = _fit_logged(_EveryStep, tmp_path / "every", refresh, **kwargs)
+    assert (got["every_step"] or "").startswith(every_step or ""), got["every_step"]
+    assert (got["every_step"] is None) == (every_step is None)
+    assert got["rows"], "the logger wrote no train/loss"
+    for reader in ("rows", "end", "bar", "epoch_ends", "read"):
+        assert got[reader] == ref[reader], reader
+    if refresh:
+        assert len(got["bar"]) == 4  # batches 3 and 6 of each epoch
 
 
-def test_the_loss_is_logged_on_fewer_steps_without_a_progress_bar(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("max_steps", "expected"),
+    [(-1, [3, 6, 7, 11, 13]), (10, [3, 6, 7, 9])],
+)
+def test_the_loss_is_logged_on_fewer_steps_when_nothing_else_reads_it(
+    tmp_path: Path, max_steps: int, expected: list[int]
+) -> None:
     model = ImageClassifier(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
     logged: list[int] = []
     real_log = model.log
@@ -242,8 +311,72 @@ def test_the_loss_is_logged_on_fewer_steps_without_a_progress_bar(tmp_path: Path
         enable_model_summary=False,
         log_every_n_steps=4,
         max_epochs=2,
+        max_steps=max_steps,
         limit_val_batches=0,
     )
     t.fit(model, datamodule=Blobs(n=224))
-    # Steps 3, 7, 11 for the logger; 6 and 13 end an epoch.
-    assert logged == [3, 6, 7, 11, 13]
+    # Steps 3, 7, 11 for the logger; 6 and 13 end an epoch; 9 is max_steps' last.
+    assert logged == expected
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        blobs = Blobs(n=64)
+        return iter(zip(blobs.x, blobs.y, strict=True))
+
+
+def _policy(tmp_path: Path, callbacks: list, loader: DataLoader | None = None, **kwargs) -> object:
+    from goalbrake import EnergyMonitor, GoalBrake
+    from goalbrake.callbacks import HParamsLogger
+
+    model = ImageClassifier(mlp(), num_classes=3, optimizer=partial(PHS, lr=0.5, friction=1.0))
+    t = pl.Trainer(
+        default_root_dir=tmp_path,
+        logger=CSVLogger(tmp_path),
+        max_epochs=1,
+        callbacks=[GoalBrake(goal=0.5), EnergyMonitor(), HParamsLogger(), *callbacks],
+        enable_progress_bar=True,
+        **kwargs,
+    )
+    blobs = Blobs(n=64)
+    t.fit(
+        model,
+        train_dataloaders=blobs.train_dataloader() if loader is None else loader,
+        val_dataloaders=blobs.val_dataloader(),
+    )
+    return model._loss_every_step
+
+
+def test_the_shipped_callbacks_let_the_loss_be_logged_only_when_read(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    callbacks = [ModelCheckpoint(monitor="val/acc", mode="max"), LearningRateMonitor()]
+    assert _policy(tmp_path, callbacks) is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        ({"max_time": "00:00:10:00"}, "Timer may read train/loss"),
+        ({"monitor": "train/loss"}, "ModelCheckpoint may read train/loss"),
+        ({"filename": "{epoch}-{train/loss:.2f}"}, "ModelCheckpoint may read train/loss"),
+        ({"user": True}, "Callback may read train/loss"),
+        ({"val_check_interval": 0.5}, "validation runs within an epoch"),
+        ({"stream": True}, "the epoch's length is unknown"),
+    ],
+)
+def test_any_other_reader_keeps_the_loss_logged_every_step(
+    tmp_path: Path, setting: dict, reason: str
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    kwargs, callbacks, loader = dict(setting), [], None
+    for key in ("monitor", "filename"):
+        if key in kwargs:
+            callbacks.append(ModelCheckpoint(**{key: kwargs.pop(key)}))
+    if kwargs.pop("user", False):
+        callbacks.append(pl.Callback())
+    if kwargs.pop("stream", False):
+        loader = DataLoader(_Stream(), batch_size=32)
+    policy = _policy(tmp_path, callbacks, loader, **kwargs)
+    assert isinstance(policy, str) and policy.startswith(reason), policy

@@ -239,6 +239,9 @@ class EnergyMonitorBase:
         >>> trainer = Trainer(log_every_n_steps=50, callbacks=[EnergyMonitor()])  # doctest: +SKIP
     """
 
+    #: Reads no logged train/loss mid-epoch (goalbrake.module.reads_loss_between_logs).
+    reads_loss_between_logs = False
+
     #: What ``logging_interval`` accepts besides an int (as ``LearningRateMonitor`` does).
     INTERVALS: tuple[str, ...] = ("step", "epoch")
 

@@ -211,6 +211,9 @@ class GoalBrakeBase:
         print(brake.braked_step, brake.reference_loss)
     """
 
+    #: It reads the batch loss from training_step's output, the overfit monitor at validation.
+    reads_loss_between_logs = False
+
     MODES = MODES
     SMOOTHINGS = SMOOTHINGS
     #: The names logged (see the class docstring for when).

@@ -173,6 +173,9 @@ class HParamsLoggerBase:
         >>> trainer = Trainer(callbacks=[GoalBrake(goal=0.15), HParamsLogger()])  # doctest: +SKIP
     """
 
+    #: Reads no logged train/loss mid-epoch (goalbrake.module.reads_loss_between_logs).
+    reads_loss_between_logs = False
+
     MODES: tuple[str, ...] = ("max", "min")
 
     def __init__(

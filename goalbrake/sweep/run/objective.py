@@ -271,6 +271,7 @@ class Objective:
         guard = NonFiniteLossPruner(trial)
         recorder = TrialRecorder(trial, self.spec.metric, self.spec.direction)
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.spec.metric)
+        pruning.reads_loss_between_logs = False  # type: ignore[attr-defined]  # at validation
         trainer.callbacks.extend([StopCheck(self.stop), guard, recorder, pruning])
         _with_trial_hparams(trainer.callbacks, recorder, trial_params(trial))
         outcome = "complete"

@@ -53,6 +53,9 @@ class TrialRecorder(pl.Callback):
         direction: ``maximize`` or ``minimize``.
     """
 
+    #: Reads train/loss at each validation (at an epoch's end) and each epoch's end.
+    reads_loss_between_logs = False
+
     def __init__(self, trial: optuna.Trial, metric: str, direction: str) -> None:
         self.trial = trial
         self.metric = metric
@@ -133,6 +136,9 @@ class NonFiniteLossPruner(pl.Callback):
         check_every: batches between host syncs.
     """
 
+    #: Reads no logged train/loss mid-epoch (goalbrake.module.reads_loss_between_logs).
+    reads_loss_between_logs = False
+
     def __init__(self, trial: optuna.Trial, check_every: int = 16) -> None:
         self.trial = trial
         self.check_every = check_every
@@ -193,6 +199,9 @@ class StopCheck(pl.Callback):
     Args:
         stop: the worker's stop event.
     """
+
+    #: It reads no metric; the trial it stops (should_stop) is re-queued, not recorded.
+    reads_loss_between_logs = False
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
