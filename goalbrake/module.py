@@ -135,6 +135,9 @@ class ImageClassifier(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Set at on_train_start (loss_log_due): until then the loss is logged every step.
+        self._loss_every_step: str | None = "not in a fit"
+        self._loss_log_plan: tuple[int, int, int] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.backbone(x)
@@ -180,7 +183,12 @@ class ImageClassifier(pl.LightningModule):
         return loss
 
     def on_train_start(self) -> None:
-        self._loss_every_step = reads_loss_between_logs(self.trainer)
+        trainer = self.trainer
+        self._loss_every_step = reads_loss_between_logs(trainer)
+        bar = trainer.progress_bar_callback
+        refresh = int(getattr(bar, "refresh_rate", 1)) if bar is not None and bar.is_enabled else 0
+        # What loss_log_due needs, read once: (log_every_n_steps, bar refresh, max_steps).
+        self._loss_log_plan = (trainer.log_every_n_steps, max(refresh, 0), trainer.max_steps)
 
     def loss_log_due(self, batch_idx: int) -> bool:
         """Whether this training step logs ``train/loss``.
@@ -196,21 +204,18 @@ class ImageClassifier(pl.LightningModule):
         outside a Trainer's fit, every step.
         """
         trainer = self._trainer
-        if trainer is None or not trainer.training:
+        plan = self._loss_log_plan
+        if trainer is None or not trainer.training or plan is None or self._loss_every_step:
             return True
-        if getattr(self, "_loss_every_step", "not started") is not None:
-            return True
-        if 0 < trainer.max_steps <= self.global_step + 1:
-            return True
-        every = trainer.log_every_n_steps
-        if every > 0 and (self.global_step + 1) % every == 0:
-            return True
-        if trainer.should_stop or batch_idx + 1 >= trainer.num_training_batches:
-            return True
-        bar = trainer.progress_bar_callback
-        if bar is not None and bar.is_enabled:
-            return (batch_idx + 1) % max(int(getattr(bar, "refresh_rate", 1)), 1) == 0
-        return False
+        every, refresh, max_steps = plan
+        step = self.global_step + 1
+        return (
+            (every > 0 and step % every == 0)
+            or (refresh > 0 and (batch_idx + 1) % refresh == 0)
+            or 0 < max_steps <= step
+            or batch_idx + 1 >= trainer.num_training_batches
+            or trainer.should_stop
+        )
 
     def on_train_epoch_end(self) -> None:
         # Logged once per epoch rather than handing Lightning the metric at every step:
