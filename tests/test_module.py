@@ -43,14 +43,15 @@ def mlp(in_features: int = 16, num_classes: int = 3) -> nn.Module:
 
 
 def trainer(tmp_path: Path, **kwargs) -> pl.Trainer:
+    """A quiet Trainer logging to CSV every step; ``kwargs`` override any of it."""
+    settings = {
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "log_every_n_steps": 1,
+    }
     return pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=CSVLogger(tmp_path),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        **kwargs,
+        default_root_dir=tmp_path, logger=CSVLogger(tmp_path), **{**settings, **kwargs}
     )
 
 
@@ -223,12 +224,9 @@ def _fit_logged(cls: type, tmp_path: Path, refresh_rate: int | None, **kwargs) -
     seen = _Seen(refresh_rate or 1)
     extra = kwargs.pop("callbacks", [])
     bar = [pl.callbacks.TQDMProgressBar(refresh_rate=refresh_rate)] if refresh_rate else []
-    t = pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=CSVLogger(tmp_path),
-        enable_checkpointing=False,
+    t = trainer(
+        tmp_path,
         enable_progress_bar=refresh_rate is not None,
-        enable_model_summary=False,
         log_every_n_steps=4,
         max_epochs=2,
         **{"limit_val_batches": 0, **kwargs},
@@ -303,16 +301,8 @@ def test_the_loss_is_logged_on_fewer_steps_when_nothing_else_reads_it(
         real_log(name, *args, **kwargs)
 
     model.log = log  # type: ignore[method-assign]
-    t = pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=CSVLogger(tmp_path),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=4,
-        max_epochs=2,
-        max_steps=max_steps,
-        limit_val_batches=0,
+    t = trainer(
+        tmp_path, log_every_n_steps=4, max_epochs=2, max_steps=max_steps, limit_val_batches=0
     )
     t.fit(model, datamodule=Blobs(n=224))
     # Steps 3, 7, 11 for the logger; 6 and 13 end an epoch; 9 is max_steps' last.
