@@ -5,6 +5,8 @@ confirmation")."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,88 @@ def test_the_command_prints_the_choice_or_refuses_in_one_line(
         out[0] == "benchmark_cifar10_sgd: trial 11 (val/acc 0.7110, best of the first 12 counted)"
     )
     assert out[1].startswith("  optimizer.lr: ")
+
+
+# experiments/benchmark/run.sh: the arm-by-arm runner, with recording stand-ins for the
+# goalbrake and python commands (what it runs, in which order, and when it refuses).
+
+RUN_SH = Path(__file__).resolve().parents[1] / "experiments" / "benchmark" / "run.sh"
+
+
+def _run_sh(tmp_path: Path, *args: str, stop: bool = False):
+    calls = tmp_path / "calls"
+    recorder = tmp_path / "recorder"
+    recorder.write_text(f'#!/bin/sh\necho "$(basename "$0") $*" >> {calls}\n')
+    recorder.chmod(0o755)
+    (tmp_path / "goalbrake").symlink_to(recorder)
+    (tmp_path / "python").symlink_to(recorder)
+    env = {
+        **os.environ,
+        "GOALBRAKE": str(tmp_path / "goalbrake"),
+        "PYTHON": str(tmp_path / "python"),
+        "BENCHMARK_LOGS": str(tmp_path / "logs"),
+        "BENCHMARK_STOP": str(tmp_path / "stop"),
+    }
+    if stop:
+        (tmp_path / "stop").touch()
+    done = subprocess.run(["bash", str(RUN_SH), *args], env=env, capture_output=True, text=True)
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return done, [line.split(" --workers")[0].split(" --storage")[0] for line in lines]
+
+
+def test_run_sh_runs_every_arm_of_the_protocol_once_by_default():
+    text = RUN_SH.read_text()
+    order = text.split("RUN_ORDER=(", 1)[1].split(")", 1)[0].split()
+    assert sorted(order) == sorted(selection.ARMS)
+    assert len(order) == len(set(order))
+
+
+def test_run_sh_tunes_selects_and_confirms_each_arm_in_turn_then_reports(tmp_path):
+    done, calls = _run_sh(tmp_path, "cifar10", "sgd", "sgd_cosine")
+    assert done.returncode == 0, done.stderr
+    study = "goalbrake sweep --config experiments/benchmark/cifar10_{}.yaml"
+    select = "python experiments/benchmark/selection.py --dataset cifar10 --arm {}"
+    assert calls == [
+        study.format("sgd"),
+        select.format("sgd"),
+        study.format("sgd_confirm"),
+        study.format("sgd_cosine"),
+        select.format("sgd_cosine"),
+        study.format("sgd_cosine_confirm"),
+        "python experiments/benchmark/report.py --dataset cifar10",
+    ]
+
+
+def test_run_sh_keeps_a_written_selection(tmp_path):
+    # arm 6 on FashionMNIST has its confirmation study committed: no selection runs again
+    done, calls = _run_sh(tmp_path, "fashionmnist", "phs_goal")
+    assert done.returncode == 0, done.stderr
+    assert not any("selection.py" in call for call in calls)
+    assert (
+        calls[1]
+        == "goalbrake sweep --config experiments/benchmark/fashionmnist_phs_goal_confirm.yaml"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("mnist",), "run.sh: unknown dataset 'mnist'; use fashionmnist or cifar10"),
+        (
+            ("cifar10", "sgd", "sgd_cosin"),
+            "run.sh: unknown arm 'sgd_cosin'; use one of: phs_goal phs_step",
+        ),
+    ],
+)
+def test_run_sh_refuses_bad_names_before_any_study(tmp_path, args, message):
+    done, calls = _run_sh(tmp_path, *args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(message)
+    assert calls == []
+
+
+def test_run_sh_stop_file_stops_before_the_next_study(tmp_path):
+    done, calls = _run_sh(tmp_path, "fashionmnist", "sgd", stop=True)
+    assert done.returncode == 0
+    assert "stop file" in done.stdout
+    assert calls == []
