@@ -264,7 +264,7 @@ def test_the_command_prints_the_choice_or_refuses_in_one_line(
 # experiments/benchmark/run.sh: the arm-by-arm runner, with recording stand-ins for the
 # goalbrake and python commands (what it runs, in which order, and when it refuses).
 
-RUN_SH = Path(__file__).resolve().parents[1] / "experiments" / "benchmark" / "run.sh"
+RUN_SH = selection.BENCHMARK / "run.sh"
 
 
 def _run_sh(tmp_path: Path, *args: str, stop: bool = False):
