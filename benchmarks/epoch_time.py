@@ -20,7 +20,7 @@ logger writes; no callbacks, no logger), ``bare+log`` (``lightning bare`` plus a
 ``self.log`` of the loss on every step, what ``ImageClassifier`` did before),
 ``bare+metric`` (``lightning bare`` plus the accuracy update), and the time to iterate
 each loader alone, without training. The last lines give each part's cost per step: the
-difference of two rows' CPU minima over the steps.
+median over the rounds of two rows' CPU difference, over the steps.
 
 Each variant's time is the epoch alone (``on_train_epoch_start`` to
 ``on_train_epoch_end``; for the floor, the loop), not the set-up, measured twice: wall
@@ -28,8 +28,11 @@ time and this process's CPU time (``time.process_time``). All work of these vari
 runs in this process (no DataLoader workers), so on a machine shared with other jobs the
 CPU time with one thread (``--threads 1``, the default) is the steadier measure of the
 work done, while the wall time also counts the waits for a core. Every variant runs
-``--repeats`` times, in rotated order each round; the table shows minima and medians,
-and the ratios use the minima.
+``--repeats`` times, in rotated order each round, after an untimed 20-batch run of each;
+the table shows minima and medians, and the ratios are taken within each round (each
+variant over the same round's floor) and reported as their median and interquartile range
+over the rounds: a CPU whose speed drifts over the minutes of a run (a boost after idle, a
+neighbour on a shared host) moves a round's variants together.
 
 Data: the real FashionMNIST from Debian's ``dataset-fashion-mnist`` when
 ``/usr/share/datasets/fashion-mnist`` exists, else 60,000 fake images written by
@@ -297,7 +300,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{platform.processor() or platform.machine()}, python {platform.python_version()}"
         )
         pl.seed_everything(0, verbose=False)
-        floor(data_dir, root, workdir)  # warm-up: allocator, kernels, file cache
+        # Warm-up, untimed: a short run of every variant pays the one-time costs (allocator,
+        # kernels, file cache, lazy imports, the logger's first write) outside the rounds.
+        full, BATCHES = BATCHES, 20
+        for run in variants.values():
+            run(data_dir, root, workdir)
+        BATCHES = full
         names = list(variants)
         for round_ in range(args.repeats):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
@@ -307,16 +315,16 @@ def main(argv: list[str] | None = None) -> None:
         (tensor_wall, tensor_cpu), (torch_wall, torch_cpu) = loader_only(data_dir, root)
 
     steps = "one epoch" if BATCHES is None else f"{BATCHES} batches"
-    print(f"\nLeNet, {steps} of batch {BATCH}, CPU; minimum (median) of {args.repeats} runs:")
-    print(f"  {'':<17} {'wall s':>15} {'CPU s':>15}   wall/floor  CPU/floor")
-    best = {}
+    print(f"\nLeNet, {steps} of batch {BATCH}, CPU; minimum (median) of {args.repeats} runs,")
+    print("and each round's ratio to that round's floor, median (interquartile range):")
+    print(f"  {'':<17} {'wall s':>15} {'CPU s':>15}   CPU/floor per round")
     for name, values in times.items():
         walls, cpus = [v[0] for v in values], [v[1] for v in values]
-        best[name] = (min(walls), min(cpus))
+        mid, low, high = median_iqr(round_ratios(times, name, "floor"))
         print(
             f"  {name:<17} {min(walls):6.2f} ({statistics.median(walls):6.2f}) "
             f"{min(cpus):6.2f} ({statistics.median(cpus):6.2f})   "
-            f"{min(walls) / best['floor'][0]:9.2f}x {min(cpus) / best['floor'][1]:9.2f}x"
+            f"{mid:.3f}x ({low:.3f}-{high:.3f})"
         )
     print(
         f"  iterating the loaders alone: tensor {tensor_wall:.2f} s wall {tensor_cpu:.2f} s CPU, "
@@ -342,15 +350,37 @@ def main(argv: list[str] | None = None) -> None:
             "lightning+tensor",
         ),
     }
-    print(f"per step (CPU minima, {steps_run} steps):")
+    print(f"per step (median over the rounds of the CPU difference, {steps_run} steps):")
     for label, (a, b) in parts.items():
-        print(f"  {label:<66} {(best[a][1] - best[b][1]) / steps_run * 1e6:7.0f} us")
+        differences = [x[1] - y[1] for x, y in zip(times[a], times[b], strict=True)]
+        print(f"  {label:<66} {statistics.median(differences) / steps_run * 1e6:7.0f} us")
     for i, unit in enumerate(("wall", "CPU")):
+        ours = median_iqr(round_ratios(times, "goalbrake", "floor", i))[0]
+        loader = median_iqr(round_ratios(times, "dataloader", "goalbrake", i))[0]
         print(
-            f"{unit:>4}: goalbrake / floor = {best['goalbrake'][i] / best['floor'][i]:.2f} "
-            f"(target <= 1.10), dataloader / goalbrake = "
-            f"{best['dataloader'][i] / best['goalbrake'][i]:.2f} (target >= 1.8)"
+            f"{unit:>4}: goalbrake / floor = {ours:.2f} (target <= 1.10), "
+            f"dataloader / goalbrake = {loader:.2f} (target >= 1.8); medians of the rounds"
         )
+
+
+def round_ratios(
+    times: dict[str, list[Timing]], name: str, base: str, unit: int = 1
+) -> list[float]:
+    """Each round's time of ``name`` over the same round's time of ``base`` (unit 0 wall, 1 CPU).
+
+    Runs of one round lie a few seconds apart, so a ratio within a round cancels the drift of
+    a shared or boosting CPU across the minutes of a whole benchmark, which minima over all
+    rounds do not (a first run on a CPU leaving idle can be 20 % faster than the rest).
+    """
+    return [t[unit] / b[unit] for t, b in zip(times[name], times[base], strict=True)]
+
+
+def median_iqr(values: list[float]) -> tuple[float, float, float]:
+    """(median, first quartile, third quartile); the quartiles are the median for one value."""
+    if len(values) < 2:
+        return (values[0],) * 3
+    low, mid, high = statistics.quantiles(values, n=4, method="inclusive")
+    return mid, low, high
 
 
 if __name__ == "__main__":
