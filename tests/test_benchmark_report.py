@@ -229,3 +229,15 @@ def test_a_real_confirmation_sweeps_journal_makes_the_arms_row(tmp_path: Path) -
     assert row["test, final weights"].endswith("% (n = 5)")
     drawn = report.curves_figure([arm], tmp_path / "fig.png", "twin")
     assert list(drawn["phs_goal"].epochs) == [1, 2] and drawn["phs_goal"].n == 5
+
+
+#: The datasets with a committed journal: their table in docs/benchmark.md is checked.
+COMMITTED = sorted({p.name.partition("_")[0] for p in report.BENCHMARK.glob("*.journal")})
+
+
+@pytest.mark.parametrize("dataset", COMMITTED)
+def test_the_docs_table_is_what_the_report_prints_from_the_committed_journals(dataset) -> None:
+    arms = [report.read_arm(dataset, arm) for arm in report.ARMS]
+    table = report.markdown(report.table_rows(arms))
+    doc = (report.REPO / "docs" / "benchmark.md").read_text()
+    assert table in doc, f"docs/benchmark.md's {dataset} table differs from report.py's:\n{table}"
