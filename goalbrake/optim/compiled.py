@@ -21,8 +21,13 @@ iteration is needed or bounded.
 
 The hyperparameters travel as one small tensor ``(α, γ, m, λ, ±1)`` in the parameters'
 dtype, so a brake, a scheduler's lr or a new mass changes the next step without a
-recompile; the compiled function is specialized on the scheme, the kinetic energy (its
-parameters included), the friction convention, and the dtypes and shapes of the group.
+recompile. For the quadratic φ (``nesterov`` and ``euler`` on large groups) that tensor
+is ``(a, b, α/m, λ, ±1)`` instead, the coefficients computed as numbers once a step, as
+torch's kernel gets them on the fused path: the generated loop then holds no division and
+no exp (the loop reloads its scalars on every vector, since it writes through pointers
+that may alias them, so a division there cost a third of the step on VGG-16). The
+compiled function is specialized on the scheme, the kinetic energy (its parameters
+included), the friction convention, and the dtypes and shapes of the group.
 Compilation happens at the first step of each such key (seconds; not part of a step's
 cost) and is cached by torch (in memory, and on disk by inductor). Where it fails (no C++
 compiler, an unsupported torch) the same :func:`step` runs uncompiled, with one warning:
@@ -39,9 +44,9 @@ import torch._dynamo.config as dynamo_config
 from torch import Tensor
 
 from goalbrake.optim.base import Number, as_float, coefficients
-from goalbrake.optim.kinetic import KineticEnergy
+from goalbrake.optim.kinetic import KineticEnergy, Quadratic
 
-__all__ = ["compiled_phs", "step"]
+__all__ = ["compiled_phs", "quadratic_step", "step"]
 
 Key = tuple[str, KineticEnergy, str]
 Step = Callable[[list[Tensor], list[Tensor], list[Tensor], Tensor], None]
@@ -88,12 +93,67 @@ def step(
         p.copy_(n)
 
 
-def _compiled(key: Key) -> Step:
-    if key not in _STEPS:
-        scheme, kinetic, friction_on = key
+def quadratic_step(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momenta: Sequence[Tensor],
+    h: Tensor,
+    *,
+    scheme: str,
+) -> None:
+    """:func:`step` for φ = ‖p‖²/2m, from the coefficients (h = (a, b, α/m, λ, ±1)).
+
+    g' = ±g + λθ, p⁺ = a p − b g', θ⁺ = θ + (α/m) q with q = p (``euler``),
+    a p⁺ − b g' (``nesterov``) or p⁺.
+    """
+    a, b, speed, decay, sign = h.unbind()
+    g = [sign * gi + decay * t for gi, t in zip(grads, params, strict=True)]
+    new = [a * p - b * gi for p, gi in zip(momenta, g, strict=True)]
+    if scheme == "euler":
+        ahead = list(momenta)
+    elif scheme == "nesterov":
+        ahead = [a * n - b * gi for n, gi in zip(new, g, strict=True)]
+    else:
+        ahead = new
+    for t, q in zip(params, ahead, strict=True):
+        t.add_(speed * q)
+    for p, n in zip(momenta, new, strict=True):
+        p.copy_(n)
+
+
+def _traced(key: Key) -> Step:
+    """The function compiled for ``key``: :func:`quadratic_step` or :func:`step`."""
+    scheme, kinetic, friction_on = key
+    if isinstance(kinetic, Quadratic):
+
+        def keyed(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
+            quadratic_step(params, grads, momenta, h, scheme=scheme)
+
+    else:
 
         def keyed(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
             step(params, grads, momenta, h, scheme=scheme, kinetic=kinetic, friction_on=friction_on)
+
+    return keyed
+
+
+def _hyper(
+    key: Key, lr: Number, friction: Number, mass: Number, weight_decay: float, maximize: bool
+) -> list[float]:
+    """The numbers :func:`_traced`'s function takes as ``h``."""
+    scheme, kinetic, friction_on = key
+    alpha, gamma, m = as_float(lr), as_float(friction), as_float(mass)
+    sign = -1.0 if maximize else 1.0
+    if isinstance(kinetic, Quadratic):
+        x = alpha * gamma / m if friction_on == "velocity" else alpha * gamma
+        a, b = coefficients(scheme, x, alpha)
+        return [float(a), float(b), alpha / m, float(weight_decay), sign]
+    return [alpha, gamma, m, float(weight_decay), sign]
+
+
+def _compiled(key: Key) -> Step:
+    if key not in _STEPS:
+        keyed = _traced(key)
 
         _STEPS[key] = torch.compile(keyed, fullgraph=True, dynamic=False)
     return _STEPS[key]
@@ -118,8 +178,7 @@ def compiled_phs(
     Tensor lr/friction/mass are read as numbers (free on the CPU, where the path runs).
     """
     key = (scheme, kinetic, friction_on)
-    values = [as_float(lr), as_float(friction), as_float(mass), float(weight_decay)]
-    h = torch.tensor([*values, -1.0 if maximize else 1.0], dtype=params[0].dtype)
+    h = torch.tensor(_hyper(key, lr, friction, mass, weight_decay, maximize), dtype=params[0].dtype)
     try:
         # Every variant (scheme, energy, convention, dtype, shapes) is one more compiled
         # entry of the same traced function: more than torch's default limit of 8 in a
@@ -142,9 +201,4 @@ def compiled_phs(
 
 
 def _uncompiled(key: Key) -> Step:
-    scheme, kinetic, friction_on = key
-
-    def eager(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
-        step(params, grads, momenta, h, scheme=scheme, kinetic=kinetic, friction_on=friction_on)
-
-    return eager
+    return _traced(key)  # the same function, run eagerly
