@@ -25,7 +25,7 @@ recompile. For the quadratic φ (``nesterov`` and ``euler`` on large groups) tha
 is ``(a, b, α/m, λ, ±1)`` instead, the coefficients computed as numbers once a step, as
 torch's kernel gets them on the fused path: the generated loop then holds no division and
 no exp (the loop reloads its scalars on every vector, since it writes through pointers
-that may alias them, so a division there cost a third of the step on VGG-16). The
+that may alias them, so a division there is paid on every vector). The
 compiled function is specialized on the scheme, the kinetic energy (its parameters
 included), the friction convention, and the dtypes and shapes of the group.
 Compilation happens at the first step of each such key (seconds; not part of a step's
