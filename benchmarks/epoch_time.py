@@ -29,7 +29,7 @@ runs in this process (no DataLoader workers), so on a machine shared with other 
 CPU time with one thread (``--threads 1``, the default) is the steadier measure of the
 work done, while the wall time also counts the waits for a core. Every variant runs
 ``--repeats`` times, in rotated order each round, after an untimed 20-batch run of each;
-the table shows minima and medians, and the ratios are taken within each round (each
+the table shows minima and medians, and the ratios (CPU time) are taken within each round (each
 variant over the same round's floor) and reported as their median and interquartile range
 over the rounds: a CPU whose speed drifts over the minutes of a run (a boost after idle, a
 neighbour on a shared host) moves a round's variants together.
@@ -368,9 +368,10 @@ def round_ratios(
 ) -> list[float]:
     """Each round's time of ``name`` over the same round's time of ``base`` (unit 0 wall, 1 CPU).
 
-    Runs of one round lie a few seconds apart, so a ratio within a round cancels the drift of
-    a shared or boosting CPU across the minutes of a whole benchmark, which minima over all
-    rounds do not (a first run on a CPU leaving idle can be 20 % faster than the rest).
+    Runs of one round lie within a round's length apart (seconds for short runs, a minute or
+    more for whole epochs), so a ratio within a round cancels drift slower than that across
+    the minutes of a whole benchmark, which minima over all rounds do not (a first run on a
+    CPU leaving idle can be 20 % faster than the rest).
     """
     return [t[unit] / b[unit] for t, b in zip(times[name], times[base], strict=True)]
 
