@@ -166,6 +166,20 @@ def coefficients(scheme: str, x: Number, lr: Number) -> tuple[Number, Number]:
     raise ValueError(f"Invalid scheme value: {scheme!r}")
 
 
+def quadratic_scalars(
+    scheme: str, lr: Number, friction: Number, mass: Number, friction_on: str
+) -> tuple[float, float, float]:
+    """(a, b, α/m) of the quadratic step p⁺ = a p − b g', θ⁺ = θ + (α/m) q, as numbers.
+
+    x = αγ/m with the friction on the velocity, αγ on the momentum. Tensor lr/friction/mass
+    are read as numbers (a host sync on a GPU).
+    """
+    alpha, gamma, m = as_float(lr), as_float(friction), as_float(mass)
+    x = alpha * gamma / m if friction_on == "velocity" else alpha * gamma
+    a, b = coefficients(scheme, x, alpha)
+    return float(a), float(b), alpha / m
+
+
 def _list_coefficients(
     scheme: str, c: list[Tensor], rate: Number, lr: Number, scratch: Scratch | None
 ) -> tuple[Coef, Coef]:

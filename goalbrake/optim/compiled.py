@@ -43,7 +43,7 @@ import torch
 import torch._dynamo.config as dynamo_config
 from torch import Tensor
 
-from goalbrake.optim.base import Number, as_float, coefficients
+from goalbrake.optim.base import Number, as_float, coefficients, quadratic_scalars
 from goalbrake.optim.kinetic import KineticEnergy, Quadratic
 
 __all__ = ["compiled_phs", "quadratic_step", "step"]
@@ -142,19 +142,16 @@ def _hyper(
 ) -> list[float]:
     """The numbers :func:`_traced`'s function takes as ``h``."""
     scheme, kinetic, friction_on = key
-    alpha, gamma, m = as_float(lr), as_float(friction), as_float(mass)
     sign = -1.0 if maximize else 1.0
     if isinstance(kinetic, Quadratic):
-        x = alpha * gamma / m if friction_on == "velocity" else alpha * gamma
-        a, b = coefficients(scheme, x, alpha)
-        return [float(a), float(b), alpha / m, float(weight_decay), sign]
-    return [alpha, gamma, m, float(weight_decay), sign]
+        scalars = quadratic_scalars(scheme, lr, friction, mass, friction_on)
+        return [*scalars, float(weight_decay), sign]
+    return [as_float(lr), as_float(friction), as_float(mass), float(weight_decay), sign]
 
 
 def _compiled(key: Key) -> Step:
     if key not in _STEPS:
         keyed = _traced(key)
-
         _STEPS[key] = torch.compile(keyed, fullgraph=True, dynamic=False)
     return _STEPS[key]
 

@@ -72,6 +72,7 @@ from goalbrake.optim.base import (
     coefficients,
     friction_rate,
     one_of,
+    quadratic_scalars,
     rate_coefficients,
 )
 from goalbrake.optim.compiled import compiled_phs
@@ -682,12 +683,10 @@ def _fused_scalars(
     foreach way; ``euler`` uses no buffer. Tensor lr/friction/mass are read as numbers
     (a host sync on a GPU; ``fused=None`` does not pick this path then).
     """
-    alpha, gamma, m = as_float(lr), as_float(friction), as_float(mass)
-    x = alpha * gamma / m if friction_on == "velocity" else alpha * gamma
-    a, b = coefficients(scheme, x, alpha)
+    a, b, speed = quadratic_scalars(scheme, lr, friction, mass, friction_on)
     if a == 0.0 and scheme != "euler":
         return None
-    return float(a), float(b), alpha / m
+    return a, b, speed
 
 
 def _by_device_and_dtype(
