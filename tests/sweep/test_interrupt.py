@@ -64,7 +64,10 @@ def test_ctrl_c_says_what_stopped_and_how_to_resume_in_a_few_lines(
 #: A stand-in for a worker's start: the stop arrives while it is still importing (the sleep),
 #: before ``stop_on_signals`` is in place, as it did to a real worker under load.
 _STARTING_WORKER = """
-import sys, threading, time
+import signal, sys, threading, time
+# Python's own SIGINT handler, also when the test runs from a shell's background job
+# (which starts its children with SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 print("started", flush=True)
 time.sleep(1.0)
 from goalbrake.sweep.run.worker import stop_on_signals
