@@ -51,25 +51,25 @@ __all__ = ["compiled_phs", "quadratic_step", "step"]
 Key = tuple[str, KineticEnergy, str]
 Step = Callable[[list[Tensor], list[Tensor], list[Tensor], Tensor], None]
 
-#: One compiled step per (scheme, kinetic, friction_on); torch's guards add dtype and shapes.
-_STEPS: dict[Key, Step] = {}
+#: One compiled step per (scheme, kinetic, friction_on), as the functions it runs in order
+#: (:func:`_traced`); torch's guards add dtype and shapes.
+_STEPS: dict[Key, list[Step]] = {}
 #: Keys whose first compiled call succeeded (later failures are real errors, not fallbacks).
 _FAILED: set[Key] = set()  # variants that fell back to the eager step (warned once)
 #: Compiled entries allowed per process (torch's own default is 8).
 RECOMPILES = 64
 
 
-def step(
+def _momentum_and_ahead(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
     momenta: Sequence[Tensor],
     h: Tensor,
-    *,
     scheme: str,
     kinetic: KineticEnergy,
     friction_on: str,
-) -> None:
-    """One PHS step in place, in tensor ops that torch.compile fuses (h = (α, γ, m, λ, ±1))."""
+) -> tuple[list[Tensor], list[Tensor]]:
+    """(p⁺, q): the new momentum and the one θ moves with (h = (α, γ, m, λ, ±1))."""
     lr, friction, mass, decay, sign = h.unbind()
     g = [sign * gi + decay * t for gi, t in zip(grads, params, strict=True)]
     if friction_on == "velocity":
@@ -87,10 +87,51 @@ def step(
         ahead = [a * n - b * gi for (a, b), n, gi in zip(ab, new, g, strict=True)]
     else:
         ahead = new
+    return new, ahead
+
+
+def step(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momenta: Sequence[Tensor],
+    h: Tensor,
+    *,
+    scheme: str,
+    kinetic: KineticEnergy,
+    friction_on: str,
+) -> None:
+    """One PHS step in place, in tensor ops that torch.compile fuses (h = (α, γ, m, λ, ±1))."""
+    new, ahead = _momentum_and_ahead(params, grads, momenta, h, scheme, kinetic, friction_on)
+    lr, _, mass = h[0], h[1], h[2]
     for t, v in zip(params, kinetic._traced_grad(ahead, mass), strict=True):
         t.add_(lr * v)
     for p, n in zip(momenta, new, strict=True):
         p.copy_(n)
+
+
+def momentum_step(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momenta: Sequence[Tensor],
+    h: Tensor,
+    *,
+    scheme: str,
+    kinetic: KineticEnergy,
+    friction_on: str,
+) -> None:
+    """The first half of :func:`step` where it is split: p ← p⁺ in place."""
+    new, _ = _momentum_and_ahead(params, grads, momenta, h, scheme, kinetic, friction_on)
+    for p, n in zip(momenta, new, strict=True):
+        p.copy_(n)
+
+
+def position_step(
+    params: Sequence[Tensor], momenta: Sequence[Tensor], h: Tensor, *, kinetic: KineticEnergy
+) -> None:
+    """The other half: θ ← θ + α ∇φ(p) (after :func:`momentum_step`; before it for ``euler``)."""
+    lr, mass = h[0], h[2]
+    for t, v in zip(params, kinetic._traced_grad(momenta, mass), strict=True):
+        t.add_(lr * v)
 
 
 def quadratic_step(
@@ -121,20 +162,49 @@ def quadratic_step(
         p.copy_(n)
 
 
-def _traced(key: Key) -> Step:
-    """The function compiled for ``key``: :func:`quadratic_step` or :func:`step`."""
+def _split(key: Key) -> bool:
+    """Whether a step of ``key`` runs as two compiled functions (momentum, then position).
+
+    ∇φ of a non-separable energy (``pnorm``, ``logsumexp``, ...) reduces over p⁺, so in one
+    graph p⁺ has several readers; inductor's CPU heuristic stores any value read more than
+    once that holds an exp (the conformal a = e^{−x}) in a fresh buffer of parameter size,
+    whose pages fault on every step: most of the step's time on a VGG-16 group. Split, the
+    first function writes p⁺ into p itself and the second reads it there. ``nesterov``
+    stays whole: its look-ahead needs the old momentum's coefficients.
+    """
+    scheme, kinetic, _ = key
+    return not isinstance(kinetic, Quadratic) and not kinetic.separable and scheme != "nesterov"
+
+
+def _traced(key: Key) -> list[Step]:
+    """The functions a step of ``key`` runs in order, each compiled on its own.
+
+    :func:`quadratic_step` or :func:`step`; where :func:`_split`, :func:`momentum_step` then
+    :func:`position_step` (the other order for ``euler``, whose θ moves with the old p).
+    """
     scheme, kinetic, friction_on = key
     if isinstance(kinetic, Quadratic):
 
         def keyed(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
             quadratic_step(params, grads, momenta, h, scheme=scheme)
 
-    else:
+        return [keyed]
+    if not _split(key):
 
-        def keyed(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
+        def whole(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
             step(params, grads, momenta, h, scheme=scheme, kinetic=kinetic, friction_on=friction_on)
 
-    return keyed
+        return [whole]
+
+    def momentum(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
+        momentum_step(
+            params, grads, momenta, h, scheme=scheme, kinetic=kinetic, friction_on=friction_on
+        )
+
+    def position(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
+        position_step(params, momenta, h, kinetic=kinetic)
+
+    return [position, momentum] if scheme == "euler" else [momentum, position]
 
 
 def _hyper(
@@ -149,10 +219,9 @@ def _hyper(
     return [as_float(lr), as_float(friction), as_float(mass), float(weight_decay), sign]
 
 
-def _compiled(key: Key) -> Step:
+def _compiled(key: Key) -> list[Step]:
     if key not in _STEPS:
-        keyed = _traced(key)
-        _STEPS[key] = torch.compile(keyed, fullgraph=True, dynamic=False)
+        _STEPS[key] = [torch.compile(f, fullgraph=True, dynamic=False) for f in _traced(key)]
     return _STEPS[key]
 
 
@@ -176,26 +245,28 @@ def compiled_phs(
     """
     key = (scheme, kinetic, friction_on)
     h = torch.tensor(_hyper(key, lr, friction, mass, weight_decay, maximize), dtype=params[0].dtype)
-    try:
-        # Every variant (scheme, energy, convention, dtype, shapes) is one more compiled
-        # entry of the same traced function: more than torch's default limit of 8 in a
-        # process that steps several models or optimizers.
-        with dynamo_config.patch(recompile_limit=max(dynamo_config.recompile_limit, RECOMPILES)):
-            _compiled(key)(params, grads, momenta, h)
-    except Exception as err:  # a failure to compile (any variant) falls back to the eager step
-        if key not in _FAILED:
-            warnings.warn(
-                f"torch.compile failed for the fused PHS step (scheme={scheme!r}, "
-                f"kinetic={kinetic.name!r}): {type(err).__name__}: "
-                f"{str(err).splitlines()[0]}; running the same step uncompiled (use "
-                "fused=None for the foreach path)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        _FAILED.add(key)
-        _STEPS[key] = _uncompiled(key)
-        _STEPS[key](params, grads, momenta, h)
-
-
-def _uncompiled(key: Key) -> Step:
-    return _traced(key)  # the same function, run eagerly
+    parts = _compiled(key)
+    for i, part in enumerate(parts):
+        try:
+            # Every variant (scheme, energy, convention, dtype, shapes) is one more compiled
+            # entry of the same traced function: more than torch's default limit of 8 in a
+            # process that steps several models or optimizers.
+            with dynamo_config.patch(
+                recompile_limit=max(dynamo_config.recompile_limit, RECOMPILES)
+            ):
+                part(params, grads, momenta, h)
+        except Exception as err:  # a failure to compile falls back to the same part eagerly
+            if key not in _FAILED:
+                warnings.warn(
+                    f"torch.compile failed for the fused PHS step (scheme={scheme!r}, "
+                    f"kinetic={kinetic.name!r}): {type(err).__name__}: "
+                    f"{str(err).splitlines()[0]}; running the same step uncompiled (use "
+                    "fused=None for the foreach path)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            _FAILED.add(key)
+            # Only this part: the parts before it have already run compiled (a compile
+            # fails before its function runs, so nothing of this part has run yet).
+            parts[i] = _traced(key)[i]
+            parts[i](params, grads, momenta, h)

@@ -335,9 +335,8 @@ class SoftClip(KineticEnergy):
 
     @staticmethod
     def _tanh_abs(a: Tensor) -> Tensor:
-        # tanh(a) for a = |z| as e/(e + 2), e = expm1(2a): accurate near 0 like tanh, and
-        # in a vectorized loop about twice as fast as tanh (expm1 is one polynomial, tanh
-        # a double-float evaluation). a is capped at 20, where tanh rounds to 1 in float64.
+        # tanh(a) for a = |z| as e/(e + 2), e = expm1(2a): accurate near 0 like tanh; a is
+        # capped at 20, where tanh rounds to 1 in float64. The float64 traced path only.
         e = torch.expm1(2.0 * a.clamp_max(20.0))
         return e / (e + 2.0)
 
@@ -345,16 +344,61 @@ class SoftClip(KineticEnergy):
         # tanh(|z|)/(|z| m), the limit 1/m at z = 0 (as _mobility).
         out = []
         for p in momenta:
-            a = (p / (mass * self.c)).abs()
-            out.append(torch.where(a == 0, 1.0, self._tanh_abs(a) / a) / mass)
+            if p.dtype == torch.float64:
+                a = (p / (mass * self.c)).abs()
+                out.append(torch.where(a == 0, 1.0, self._tanh_abs(a) / a) / mass)
+                continue
+            # tanh(a)/a = x P(x²) / (a Q(x²)) with x = min(a, clamp): P/Q inside the clamp,
+            # tanh(clamp)/a beyond it, one division (a floored where it is 0: x/a = 1).
+            a = (p * (1.0 / (mass * self.c))).abs().clamp_min(torch.finfo(p.dtype).tiny)
+            x = a.clamp_max(_TANH_CLAMP)
+            x2 = x * x
+            ratio = (x * _horner(x2, _TANH_P)) / (a * _horner(x2, _TANH_Q))
+            out.append(ratio * (1.0 / mass))
         return out
 
     def _traced_grad(self, momenta: Sequence[Tensor], mass: Tensor) -> list[Tensor]:
         out = []
         for p in momenta:
-            z = p / (mass * self.c)
-            out.append(self.c * torch.copysign(self._tanh_abs(z.abs()), z))
+            if p.dtype == torch.float64:
+                z = p / (mass * self.c)
+                out.append(self.c * torch.copysign(self._tanh_abs(z.abs()), z))
+            else:  # c tanh(z) = c x (tanh(x)/x), x the clamped z
+                clamped, ratio = _tanh_over_x(p * (1.0 / (mass * self.c)))
+                out.append(self.c * clamped * ratio)
         return out
+
+
+#: tanh(x) ≈ x P(x²)/Q(x²) on |x| ≤ _TANH_CLAMP, the rational approximation that Eigen
+#: (generic_fast_tanh_float) and XLA use for float32: within 2.6 ulp of tanh over the whole
+#: float32 range (3 ulp for tanh(x)/x), and no 0/0 at x = 0. In a vectorized loop it costs
+#: a third of an exp-based tanh (expm1 is the slow one of torch's vectorized functions).
+_TANH_CLAMP = 7.90531110763549805
+_TANH_P = (
+    4.89352455891786e-03,
+    6.37261928875436e-04,
+    1.48572235717979e-05,
+    5.12229709037114e-08,
+    -8.60467152213735e-11,
+    2.00018790482477e-13,
+    -2.76076847742355e-16,
+)
+_TANH_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+
+
+def _horner(x: Tensor, coefficients: Sequence[float]) -> Tensor:
+    """Σₖ cₖ xᵏ by Horner's rule (c₀ first)."""
+    out = x * coefficients[-1] + coefficients[-2]
+    for c in reversed(coefficients[:-2]):
+        out = out * x + c
+    return out
+
+
+def _tanh_over_x(z: Tensor) -> tuple[Tensor, Tensor]:
+    """(x, tanh(x)/x) for x = z clamped to ±_TANH_CLAMP: P(x²)/Q(x²), float32 accuracy."""
+    x = z.clamp(-_TANH_CLAMP, _TANH_CLAMP)
+    x2 = x * x
+    return x, _horner(x2, _TANH_P) / _horner(x2, _TANH_Q)
 
 
 def _exp_floored(x: Tensor) -> Tensor:
@@ -367,6 +411,23 @@ def _exp_floored(x: Tensor) -> Tensor:
     e^-57 of the largest mobility.
     """
     return x.clamp_min(math.log(torch.finfo(x.dtype).tiny) + 30.0).exp()
+
+
+def _neg_expm1_ratio(a: Tensor) -> Tensor:
+    """−expm1(−2a)/(2a) = (1 − e^{−2a})/(2a) for a > 0, to float32 accuracy, with one exp.
+
+    Below a = 1/2 its Taylor series Σₖ (−2a)ᵏ/(k+1)! to k = 11 (the next term is below
+    2e-10 there); above it 1 − e^{−2a} has no cancellation (it is ≥ 0.63), and its exp is
+    clamped before it would reach the slow subnormal path. torch's vectorized expm1 costs
+    several exps, and every exp in a compiled loop is a call that spills the registers.
+    """
+    series = _horner(-2.0 * a.clamp_max(0.5), _EXPM1_RATIO)
+    large = (1.0 - (-2.0 * a.clamp_max(20.0)).exp()) / (2.0 * a)
+    return torch.where(a < 0.5, series, large)
+
+
+#: (eˣ − 1)/x = Σ xᵏ/(k+1)!, k = 0..11.
+_EXPM1_RATIO = tuple(1.0 / math.factorial(k + 1) for k in range(12))
 
 
 class Logsumexp(KineticEnergy):
@@ -449,18 +510,28 @@ class Logsumexp(KineticEnergy):
     traceable = True
 
     def _traced_mobility(self, momenta: Sequence[Tensor], mass: Tensor) -> list[Tensor]:
-        # The formulas of _mobility: s = −E u/(2a) / (m τ Σ E (1 + u/2)).
+        # The formulas of _mobility with w = −u/(2a) = (1 − e^{−2a})/(2a):
+        # s = E w / (m τ Σ E (1 − a w)).
         mt = mass * self.temperature
-        dtype = momenta[0].dtype
-        tiny = torch.finfo(dtype).tiny
-        a = [(p / mt).abs() for p in momenta]
+        a = [(p * (1.0 / mt)).abs() for p in momenta]
         top = torch.stack([ai.amax() for ai in a]).amax()
-        a = [ai.clamp_min(tiny) for ai in a]
-        u = [torch.expm1(-2.0 * ai) for ai in a]
-        e = [(ai - top).clamp_min(math.log(tiny) + 30.0).exp() for ai in a]
-        total = torch.stack([(ei * (1.0 + 0.5 * ui)).sum() for ei, ui in zip(e, u, strict=True)])
-        scale = -0.5 / (mt * total.sum())
-        return [ei * ui / ai * scale for ei, ui, ai in zip(e, u, a, strict=True)]
+        # E and w are built twice, for the sum and for s: inductor stores a value holding an
+        # exp that two kernels read in a fresh buffer of parameter size on every step (page
+        # faults); built twice they cost arithmetic instead.
+        terms = [e * (1.0 - ai * w) for ai, (e, w) in ((ai, self._traced_e_w(ai, top)) for ai in a)]
+        scale = 1.0 / (mt * torch.stack([t.sum() for t in terms]).sum())
+        return [e * w * scale for e, w in (self._traced_e_w(ai, top) for ai in a)]
+
+    @staticmethod
+    def _traced_e_w(a: Tensor, top: Tensor) -> tuple[Tensor, Tensor]:
+        """(E, w) = (e^{a − top} floored as in _exp_floored, (1 − e^{−2a})/(2a)) for a = |z|."""
+        tiny = torch.finfo(a.dtype).tiny
+        a = a.clamp_min(tiny)  # w → 1 at a = 0, where (1 − e^{−2a})/(2a) is 0/0
+        if a.dtype == torch.float64:
+            w = torch.expm1(-2.0 * a) * (-0.5 / a)
+        else:
+            w = _neg_expm1_ratio(a)
+        return (a - top).clamp_min(math.log(tiny) + 30.0).exp(), w
 
     def max_mobility(self, mass: float) -> float:
         return 1.0 / (mass * self.temperature)
@@ -521,9 +592,14 @@ class PNorm(KineticEnergy):
             norm = torch.sqrt(_traced_sum_of_squares(squares))
             safe = torch.where(norm > 0, norm, 1.0)
             return [sq / (safe * mass) for sq in squares]
-        norm = torch.stack([(p.abs() ** self.q).sum() for p in momenta]).sum() ** (1.0 / self.q)
+        # ‖p‖_q = top ‖p/top‖_q with top = max|pᵢ| (as torch's norm scales): |pᵢ|^q alone
+        # overflows float32 from |pᵢ| = 3.4e38^(1/q), 1.4e5 for q = 7.5.
+        a = [p.abs() for p in momenta]
+        top = torch.stack([ai.amax() for ai in a]).amax()
+        top = torch.where(top > 0, top, 1.0)
+        norm = top * torch.stack([((ai / top) ** self.q).sum() for ai in a]).sum() ** (1.0 / self.q)
         safe = torch.where(norm > 0, norm, 1.0)
-        return [(p.abs() / safe) ** (self.q - 2.0) / mass for p in momenta]
+        return [(ai / safe) ** (self.q - 2.0) / mass for ai in a]
 
 
 _BY_NAME: dict[str, type[KineticEnergy]] = {

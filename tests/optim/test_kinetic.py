@@ -7,6 +7,7 @@ per-element masses.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -209,3 +210,62 @@ def test_get_kinetic() -> None:
     message = "Invalid kinetic value: 3 (must be a name or a KineticEnergy instance)"
     with pytest.raises(TypeError, match=re.escape(message)):
         get_kinetic(3)  # type: ignore[arg-type]
+
+
+def test_float32_tanh_approximation_is_within_3_ulp_of_tanh() -> None:
+    # tanh(x) = x · (tanh(x)/x): the rational form the float32 compiled step uses, against
+    # float64 tanh over 0, the tiny, the clamp and far beyond it, both signs.
+    from goalbrake.optim.kinetic import _tanh_over_x
+
+    grid = torch.logspace(-30, 4, 400_001, dtype=DT)
+    x = torch.cat([-grid.flip(0), torch.zeros(1, dtype=DT), grid]).float()
+    clamped, ratio = _tanh_over_x(x)
+    exact = torch.tanh(x.double())
+    ulp = torch.finfo(torch.float32).eps
+    tanh_err = ((clamped * ratio).double() - exact).abs() / exact.abs().clamp_min(1e-300)
+    assert float(tanh_err[x != 0].max()) <= 3 * ulp
+    inside = x.abs() < 7.9  # tanh(x)/x itself, where the form is used for the mobility
+    exact_ratio = torch.where(x == 0, 1.0, exact / x.double())
+    ratio_err = (ratio.double() - exact_ratio).abs() / exact_ratio
+    assert float(ratio_err[inside].max()) <= 3 * ulp
+    assert ratio[x == 0].item() == pytest.approx(1.0, abs=ulp)
+
+
+@pytest.mark.parametrize("kinetic", [k for k in ENERGIES if k.traceable], ids=repr)
+@settings(max_examples=25, deadline=None)
+@given(group=groups())
+def test_traced_float32_mobility_and_grad_match_float64(
+    kinetic: KineticEnergy, group: tuple
+) -> None:
+    # The compiled step's forms (run eagerly here) in float32 against the exact float64 s(p)
+    # and ∇φ(p): to float32 rounding, relative to each group's largest value.
+    momenta, mass = group
+    p32 = [p.float() for p in momenta]
+    m32 = torch.tensor(mass, dtype=torch.float32)
+    s = kinetic.mobility(momenta, mass)
+    s_list = s if isinstance(s, list) else [torch.as_tensor(s, dtype=DT)] * len(momenta)
+    t = kinetic._traced_mobility(p32, m32)
+    t_list = t if isinstance(t, list) else [t] * len(momenta)
+    for expected_list, actual_list in (
+        (s_list, t_list),
+        (kinetic.grad(momenta, mass), kinetic._traced_grad(p32, m32)),
+    ):
+        top = max(float(e.abs().max()) for e in expected_list if e.numel()) if momenta else 0
+        for a, e in zip(actual_list, expected_list, strict=True):
+            torch.testing.assert_close(
+                a.double().expand_as(e), e, rtol=2e-6, atol=2e-6 * top + 1e-30
+            )
+
+
+def test_float32_neg_expm1_ratio_is_within_3_ulp() -> None:
+    # (1 − e^{−2a})/(2a), logsumexp's float32 compiled form, against float64 expm1 from the
+    # smallest normal number (the floor its caller applies) through the switch at 1/2 to
+    # far beyond the clamp of its exp.
+    from goalbrake.optim.kinetic import _neg_expm1_ratio
+
+    tiny = torch.finfo(torch.float32).tiny
+    a = torch.logspace(math.log10(tiny), 6, 400_001, dtype=DT).float()
+    a = torch.cat([a, torch.tensor([0.5, 0.5 - 3e-8, 20.0], dtype=torch.float32)])
+    exact = -torch.expm1(-2.0 * a.double()) / (2.0 * a.double())
+    err = (_neg_expm1_ratio(a).double() - exact).abs() / exact
+    assert float(err.max()) <= 3 * torch.finfo(torch.float32).eps

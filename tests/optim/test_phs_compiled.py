@@ -193,3 +193,48 @@ def test_relativistic_and_normalized_stay_on_the_foreach_path_with_fused_true(
     assert calls == [
         k for k in KINETIC_NAMES if k not in ("quadratic", "relativistic", "normalized")
     ]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "kinetic"), [("euler", "logsumexp"), ("stormer_verlet", "pnorm")]
+)
+def test_split_steps_equal_foreach(scheme: str, kinetic: str) -> None:
+    # Non-separable energies take two compiled functions (momentum, then position; the
+    # other order for euler): both orders against the foreach path.
+    assert len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity"))) == 2
+    for dtype in (torch.float64, torch.float32):
+        _assert_compiled_equals_foreach(dtype, **_kwargs(scheme, kinetic, "velocity"))
+
+
+def test_which_steps_are_split() -> None:
+    def parts(scheme: str, kinetic: str) -> int:
+        return len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity")))
+
+    assert [parts("conformal", k) for k in KINETIC_NAMES] == [
+        1 if phs.get_kinetic(k).separable else 2 for k in KINETIC_NAMES
+    ]
+    assert parts("nesterov", "pnorm") == 1  # its look-ahead needs the old coefficients
+
+
+def test_a_failed_second_part_falls_back_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The momentum part compiles, the position part does not: the step must not run the
+    # momentum update twice (only the failed part reruns, eagerly).
+    real = torch.compile
+    calls = iter(range(100))
+
+    def second_fails(fn: object, **kwargs: object) -> object:
+        if next(calls) % 2 == 0:
+            return real(fn, **kwargs)
+
+        def fail(*a: object) -> None:
+            raise RuntimeError("inductor error")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", second_fails)
+    monkeypatch.setattr(compiled, "_STEPS", {})
+    monkeypatch.setattr(compiled, "_FAILED", set())
+    with pytest.warns(RuntimeWarning, match="RuntimeError: inductor error"):
+        _assert_compiled_equals_foreach(
+            torch.float64, steps=3, **_kwargs("conformal", "pnorm", "velocity")
+        )
