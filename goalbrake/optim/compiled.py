@@ -16,8 +16,11 @@ s(p) (velocity friction) or 1, and s, ∇φ the kinetic energy's ``_traced_mobil
 ``_traced_grad``. A global norm (``relativistic``, ``normalized``, ``pnorm``,
 ``logsumexp``) becomes a reduction kernel before the elementwise one; a per-coordinate
 mobility (``soft_clip``, ``logsumexp``, ``pnorm``) costs arithmetic, not a pass over
-memory. No implicit equation is solved: every scheme's update is closed-form in p, so no
-iteration is needed or bounded.
+memory. For those non-separable energies the step is two compiled functions,
+:func:`momentum_step` (p ← p⁺ in place) and :func:`position_step` (θ ← θ + α∇φ(p)),
+since ∇φ(p⁺) reduces over p⁺ first (:func:`_split`); the float32 forms avoid expm1
+(goalbrake/optim/kinetic.py). No implicit equation is solved: every scheme's update is
+closed-form in p, so no iteration is needed or bounded.
 
 The hyperparameters travel as one small tensor ``(α, γ, m, λ, ±1)`` in the parameters'
 dtype, so a brake, a scheduler's lr or a new mass changes the next step without a

@@ -180,19 +180,22 @@ def test_more_variants_than_torchs_recompile_limit_stay_compiled_and_exact() -> 
             assert rel_err(a, b) <= TOL[torch.float64]
 
 
-def test_relativistic_and_normalized_stay_on_the_foreach_path_with_fused_true(
+def test_relativistic_and_normalized_take_the_compiled_step_on_large_groups_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[str] = []
     monkeypatch.setattr(phs, "compiled_phs", lambda *a, **kw: calls.append(kw["kinetic"].name))
-    for kinetic in KINETIC_NAMES:
-        params = _params(torch.float32)
-        for p in params:
-            p.grad = torch.ones_like(p)
-        PHS(params, lr=LR, friction=FRICTION, kinetic=kinetic, fused=True).step()
-    assert calls == [
-        k for k in KINETIC_NAMES if k not in ("quadratic", "relativistic", "normalized")
-    ]
+    numel = sum(torch.Size(s).numel() for s in SHAPES)
+    for threshold in (numel, numel + 1):  # large enough, then small
+        monkeypatch.setattr(phs, "COMPILED_MIN_NUMEL", threshold)
+        for kinetic in KINETIC_NAMES:
+            params = _params(torch.float32)
+            for p in params:
+                p.grad = torch.ones_like(p)
+            PHS(params, lr=LR, friction=FRICTION, kinetic=kinetic, fused=True).step()
+    others = [k for k in KINETIC_NAMES if k != "quadratic"]
+    small = [k for k in others if k not in ("relativistic", "normalized")]
+    assert calls == others + small
 
 
 @pytest.mark.parametrize(
