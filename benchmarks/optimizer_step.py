@@ -108,8 +108,9 @@ PASSES: dict[str, int | None] = {
     "euler": 6,  # θ += (α/m) p (3), then p = a p − b g (3)
     "conformal, foreach": 8,
     "conformal, tensor lr/friction": None,  # 5 on CPU (fused); elsewhere the foreach path
-    # fused=True: nesterov and euler from COMPILED_MIN_NUMEL weights (VGG-16, not LeNet)
-    # and every other energy take the compiled one-pass step (goalbrake/optim/compiled.py).
+    # fused=True: nesterov, euler, relativistic and normalized from COMPILED_MIN_NUMEL
+    # weights (VGG-16, not LeNet), soft_clip, logsumexp and pnorm always, take the compiled
+    # step (goalbrake/optim/compiled.py); the non-separable energies as two functions.
     "nesterov, fused=True": None,  # 5 on VGG-16 (compiled), 8 on LeNet (two kernel calls)
     "euler, fused=True": None,  # 5 on VGG-16, 6 on LeNet
     "relativistic": None,
@@ -117,7 +118,7 @@ PASSES: dict[str, int | None] = {
     "soft_clip": None,
     "logsumexp": None,
     "pnorm": None,
-    "relativistic, fused=True": None,  # + the reductions for the norms of p and p⁺
+    "relativistic, fused=True": None,  # VGG-16: 4 + 4 + a reduction over p and one over p⁺
     "normalized, fused=True": None,
     "soft_clip, fused=True": 5,  # per coordinate: one elementwise pass, no reduction
     "logsumexp, fused=True": None,

@@ -51,7 +51,8 @@ from goalbrake.optim.kinetic import KineticEnergy, Quadratic
 
 __all__ = ["compiled_phs", "quadratic_step", "step"]
 
-Key = tuple[str, KineticEnergy, str]
+#: (scheme, kinetic, friction_on, large): large groups split the non-separable energies' step.
+Key = tuple[str, KineticEnergy, str, bool]
 Step = Callable[[list[Tensor], list[Tensor], list[Tensor], Tensor], None]
 
 #: One compiled step per (scheme, kinetic, friction_on), as the functions it runs in order
@@ -172,11 +173,18 @@ def _split(key: Key) -> bool:
     graph p⁺ has several readers; inductor's CPU heuristic stores any value read more than
     once that holds an exp (the conformal a = e^{−x}) in a fresh buffer of parameter size,
     whose pages fault on every step: most of the step's time on a VGG-16 group. Split, the
-    first function writes p⁺ into p itself and the second reads it there. ``nesterov``
+    first function writes p⁺ into p itself and the second reads it there. Only on large
+    groups (``large``: phs.COMPILED_MIN_NUMEL weights or more): on a LeNet the buffer is
+    small and a second compiled call costs more (its guards) than it saves. ``nesterov``
     stays whole: its look-ahead needs the old momentum's coefficients.
     """
-    scheme, kinetic, _ = key
-    return not isinstance(kinetic, Quadratic) and not kinetic.separable and scheme != "nesterov"
+    scheme, kinetic, _, large = key
+    return (
+        large
+        and not isinstance(kinetic, Quadratic)
+        and not kinetic.separable
+        and scheme != "nesterov"
+    )
 
 
 def _traced(key: Key) -> list[Step]:
@@ -185,7 +193,7 @@ def _traced(key: Key) -> list[Step]:
     :func:`quadratic_step` or :func:`step`; where :func:`_split`, :func:`momentum_step` then
     :func:`position_step` (the other order for ``euler``, whose θ moves with the old p).
     """
-    scheme, kinetic, friction_on = key
+    scheme, kinetic, friction_on, _ = key
     if isinstance(kinetic, Quadratic):
 
         def keyed(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
@@ -214,7 +222,7 @@ def _hyper(
     key: Key, lr: Number, friction: Number, mass: Number, weight_decay: float, maximize: bool
 ) -> list[float]:
     """The numbers :func:`_traced`'s function takes as ``h``."""
-    scheme, kinetic, friction_on = key
+    scheme, kinetic, friction_on, _ = key
     sign = -1.0 if maximize else 1.0
     if isinstance(kinetic, Quadratic):
         scalars = quadratic_scalars(scheme, lr, friction, mass, friction_on)
@@ -241,12 +249,14 @@ def compiled_phs(
     friction_on: str,
     weight_decay: float,
     maximize: bool,
+    large: bool = False,
 ) -> None:
     """The compiled fused step of one device and dtype (a scalar mass; CPU tensors).
 
     Tensor lr/friction/mass are read as numbers (free on the CPU, where the path runs).
+    ``large``: the group is bound by memory, not per-call overhead (:func:`_split`).
     """
-    key = (scheme, kinetic, friction_on)
+    key = (scheme, kinetic, friction_on, large)
     h = torch.tensor(_hyper(key, lr, friction, mass, weight_decay, maximize), dtype=params[0].dtype)
     parts = _compiled(key)
     for i, part in enumerate(parts):

@@ -526,6 +526,7 @@ def phs(
                 friction_on=friction_on,
                 weight_decay=weight_decay,
                 maximize=maximize,
+                large=sum(p.numel() for p in ps) >= COMPILED_MIN_NUMEL,
             )
         return
     if fused and isinstance(energy, Quadratic) and not isinstance(mass, list):

@@ -204,19 +204,20 @@ def test_relativistic_and_normalized_take_the_compiled_step_on_large_groups_only
 def test_split_steps_equal_foreach(scheme: str, kinetic: str) -> None:
     # Non-separable energies take two compiled functions (momentum, then position; the
     # other order for euler): both orders against the foreach path.
-    assert len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity"))) == 2
+    assert len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity", True))) == 2
     for dtype in (torch.float64, torch.float32):
         _assert_compiled_equals_foreach(dtype, **_kwargs(scheme, kinetic, "velocity"))
 
 
 def test_which_steps_are_split() -> None:
-    def parts(scheme: str, kinetic: str) -> int:
-        return len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity")))
+    def parts(scheme: str, kinetic: str, large: bool = True) -> int:
+        return len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity", large)))
 
     assert [parts("conformal", k) for k in KINETIC_NAMES] == [
         1 if phs.get_kinetic(k).separable else 2 for k in KINETIC_NAMES
     ]
     assert parts("nesterov", "pnorm") == 1  # its look-ahead needs the old coefficients
+    assert [parts("conformal", k, large=False) for k in KINETIC_NAMES] == [1] * len(KINETIC_NAMES)
 
 
 def test_a_failed_second_part_falls_back_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,3 +242,18 @@ def test_a_failed_second_part_falls_back_alone(monkeypatch: pytest.MonkeyPatch) 
         _assert_compiled_equals_foreach(
             torch.float64, steps=3, **_kwargs("conformal", "pnorm", "velocity")
         )
+
+
+@pytest.mark.parametrize("kinetic", ["pnorm", "logsumexp"])
+def test_small_groups_take_the_whole_step_and_equal_foreach(
+    kinetic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Below COMPILED_MIN_NUMEL the non-separable energies' step stays one function.
+    monkeypatch.setattr(phs, "COMPILED_MIN_NUMEL", 1 << 40)
+    traced: list[int] = []
+    real = compiled._traced
+    monkeypatch.setattr(compiled, "_traced", lambda key: traced.append(key[3]) or real(key))
+    monkeypatch.setattr(compiled, "_STEPS", {})
+    for dtype in (torch.float64, torch.float32):
+        _assert_compiled_equals_foreach(dtype, **_kwargs("conformal", kinetic, "velocity"))
+    assert traced == [False]
