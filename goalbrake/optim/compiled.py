@@ -106,9 +106,7 @@ def step(
 ) -> None:
     """One PHS step in place, in tensor ops that torch.compile fuses (h = (α, γ, m, λ, ±1))."""
     new, ahead = _momentum_and_ahead(params, grads, momenta, h, scheme, kinetic, friction_on)
-    lr, _, mass = h[0], h[1], h[2]
-    for t, v in zip(params, kinetic._traced_grad(ahead, mass), strict=True):
-        t.add_(lr * v)
+    position_step(params, ahead, h, kinetic=kinetic)
     for p, n in zip(momenta, new, strict=True):
         p.copy_(n)
 
@@ -132,7 +130,8 @@ def momentum_step(
 def position_step(
     params: Sequence[Tensor], momenta: Sequence[Tensor], h: Tensor, *, kinetic: KineticEnergy
 ) -> None:
-    """The other half: θ ← θ + α ∇φ(p) (after :func:`momentum_step`; before it for ``euler``)."""
+    """θ ← θ + α ∇φ(q) for q = ``momenta``: the other half (after :func:`momentum_step`;
+    before it for ``euler``), and :func:`step`'s position update with q its look-ahead."""
     lr, mass = h[0], h[2]
     for t, v in zip(params, kinetic._traced_grad(momenta, mass), strict=True):
         t.add_(lr * v)
