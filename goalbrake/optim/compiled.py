@@ -130,8 +130,8 @@ def momentum_step(
 def position_step(
     params: Sequence[Tensor], momenta: Sequence[Tensor], h: Tensor, *, kinetic: KineticEnergy
 ) -> None:
-    """θ ← θ + α ∇φ(q) for q = ``momenta``: the other half (after :func:`momentum_step`;
-    before it for ``euler``), and :func:`step`'s position update with q its look-ahead."""
+    """θ ← θ + α ∇φ(q) for q = ``momenta``: the other half (after :func:`momentum_step`),
+    and :func:`step`'s position update with q its look-ahead."""
     lr, mass = h[0], h[2]
     for t, v in zip(params, kinetic._traced_grad(momenta, mass), strict=True):
         t.add_(lr * v)
@@ -174,15 +174,16 @@ def _split(key: Key) -> bool:
     whose pages fault on every step: most of the step's time on a VGG-16 group. Split, the
     first function writes p⁺ into p itself and the second reads it there. Only on large
     groups (``large``: phs.COMPILED_MIN_NUMEL weights or more): on a LeNet the buffer is
-    small and a second compiled call costs more (its guards) than it saves. ``nesterov``
-    stays whole: its look-ahead needs the old momentum's coefficients.
+    small and a second compiled call costs more (its guards) than it saves. ``nesterov`` and
+    ``euler`` stay whole: the look-ahead needs the old momentum's coefficients, and euler's
+    θ moves with the old p while its gradient's weight decay reads the old θ.
     """
     scheme, kinetic, _, large = key
     return (
         large
         and not isinstance(kinetic, Quadratic)
         and not kinetic.separable
-        and scheme != "nesterov"
+        and scheme not in ("nesterov", "euler")
     )
 
 
@@ -190,7 +191,7 @@ def _traced(key: Key) -> list[Step]:
     """The functions a step of ``key`` runs in order, each compiled on its own.
 
     :func:`quadratic_step` or :func:`step`; where :func:`_split`, :func:`momentum_step` then
-    :func:`position_step` (the other order for ``euler``, whose θ moves with the old p).
+    :func:`position_step`.
     """
     scheme, kinetic, friction_on, _ = key
     if isinstance(kinetic, Quadratic):
@@ -214,7 +215,7 @@ def _traced(key: Key) -> list[Step]:
     def position(params: list[Tensor], grads: list[Tensor], momenta: list[Tensor], h: Tensor):
         position_step(params, momenta, h, kinetic=kinetic)
 
-    return [position, momentum] if scheme == "euler" else [momentum, position]
+    return [momentum, position]
 
 
 def _hyper(

@@ -199,14 +199,16 @@ def test_relativistic_and_normalized_take_the_compiled_step_on_large_groups_only
 
 
 @pytest.mark.parametrize(
-    ("scheme", "kinetic"), [("euler", "logsumexp"), ("stormer_verlet", "pnorm")]
+    ("scheme", "kinetic"), [("symplectic_euler", "logsumexp"), ("stormer_verlet", "pnorm")]
 )
 def test_split_steps_equal_foreach(scheme: str, kinetic: str) -> None:
-    # Non-separable energies take two compiled functions (momentum, then position; the
-    # other order for euler): both orders against the foreach path.
+    # Non-separable energies take two compiled functions (momentum, then position), with
+    # weight decay (the gradient reads θ before it moves) and maximize.
     assert len(compiled._traced((scheme, phs.get_kinetic(kinetic), "velocity", True))) == 2
     for dtype in (torch.float64, torch.float32):
-        _assert_compiled_equals_foreach(dtype, **_kwargs(scheme, kinetic, "velocity"))
+        kw = _kwargs(scheme, kinetic, "velocity")
+        _assert_compiled_equals_foreach(dtype, **kw, weight_decay=0.05)
+        _assert_compiled_equals_foreach(dtype, **kw, maximize=True)
 
 
 def test_which_steps_are_split() -> None:
@@ -216,7 +218,7 @@ def test_which_steps_are_split() -> None:
     assert [parts("conformal", k) for k in KINETIC_NAMES] == [
         1 if phs.get_kinetic(k).separable else 2 for k in KINETIC_NAMES
     ]
-    assert parts("nesterov", "pnorm") == 1  # its look-ahead needs the old coefficients
+    assert parts("nesterov", "pnorm") == parts("euler", "pnorm") == 1
     assert [parts("conformal", k, large=False) for k in KINETIC_NAMES] == [1] * len(KINETIC_NAMES)
 
 
